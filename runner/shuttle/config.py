@@ -1,0 +1,297 @@
+"""The typed configuration: what a user may set, with defaults, validated before any host is touched.
+
+One YAML file (default `shuttle.yml`) plus `SHUTTLE_*` environment overrides (nested fields use a
+double underscore: `SHUTTLE_TLS__MODE=acme`). Unknown keys are errors, so a typo never silently
+falls back to a default. The JSON schema users see (`shuttle schema`) is generated from this model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shuttle.errors import BadInput
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_IMAGE = re.compile(
+    r"^(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@sha256:[a-f0-9]{64})?$"
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SSH_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+=*( .*)?$"
+)
+_BACKUP_TARGET = re.compile(r"^(/[^\0]*|s3:https?://[^/\s]+/[^\s]+|sftp:[^@\s]+@[^:\s]+:/?[^\s]*)$")
+_ON_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ -]{1,64}$")
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError("must be a fully qualified DNS name such as emr.example.org")
+    return value
+
+
+def _image(value: str) -> str:
+    match = _IMAGE.match(value)
+    if not match or "@sha256:" not in value and match.group("tag") in (None, "latest"):
+        raise ValueError("must be an image reference pinned to a tag (not 'latest') or a digest, e.g. mariadb:11.4")
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("must be an email address")
+    return value
+
+
+def _timezone(value: str) -> str:
+    if value not in zoneinfo.available_timezones():
+        raise ValueError("must be an IANA time zone name such as UTC or America/New_York")
+    return value
+
+
+def _ssh_key(value: str) -> str:
+    if not _SSH_KEY.match(value.strip()):
+        raise ValueError("must be an OpenSSH public key line (ssh-ed25519, ssh-rsa or ecdsa)")
+    return value.strip()
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("must be an IP address or CIDR range such as 203.0.113.0/24") from None
+
+
+def _backup_target(value: str) -> str:
+    if not _BACKUP_TARGET.match(value):
+        raise ValueError("must be an absolute path, s3:https://HOST/BUCKET[/PATH] or sftp:USER@HOST:/PATH")
+    return value
+
+
+def _on_calendar(value: str) -> str:
+    if not _ON_CALENDAR.match(value):
+        raise ValueError("must be a systemd OnCalendar expression such as daily or *-*-* 02:30:00")
+    return value
+
+
+Hostname = Annotated[str, AfterValidator(_hostname)]
+ImageRef = Annotated[str, AfterValidator(_image)]
+Email = Annotated[str, AfterValidator(_email)]
+SshPublicKey = Annotated[str, AfterValidator(_ssh_key)]
+Network = Annotated[str, AfterValidator(_network)]
+
+
+class Mode(str, Enum):
+    full = "full"
+    empty = "empty"
+    bake = "bake"
+
+
+class TlsMode(str, Enum):
+    self_signed = "self-signed"
+    acme = "acme"
+    provided = "provided"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
+
+
+class Acme(_Section):
+    email: Email | None = Field(None, description="Contact address for the ACME account (expiry notices).")
+    directory_url: str = Field(
+        "https://acme-v02.api.letsencrypt.org/directory",
+        pattern=r"^https://\S+$",
+        description="ACME directory URL; point it at a staging or private CA to test.",
+    )
+
+
+class Tls(_Section):
+    mode: TlsMode = Field(
+        TlsMode.self_signed,
+        description="self-signed (internal CA), acme (needs domain and acme.email), or provided (cert_path, key_path).",
+    )
+    cert_path: Path | None = Field(None, description="PEM certificate chain on the controller, for mode=provided.")
+    key_path: Path | None = Field(None, description="PEM private key on the controller, for mode=provided.")
+
+
+class Images(_Section):
+    openemr: ImageRef = Field("openemr/openemr:7.0.3", description="OpenEMR application image, pinned.")
+    mariadb: ImageRef = Field("mariadb:11.4", description="Database image, pinned (an LTS series).")
+    proxy: ImageRef = Field("caddy:2.8.4", description="TLS reverse proxy image, pinned.")
+
+
+class Ssh(_Section):
+    port: int = Field(22, ge=1, le=65535, description="Port sshd listens on after hardening.")
+    allowed_sources: list[Network] = Field(
+        default_factory=lambda: ["0.0.0.0/0", "::/0"],
+        min_length=1,
+        description="Address ranges allowed to reach SSH through the firewall.",
+    )
+    admin_keys: list[SshPublicKey] = Field(
+        default_factory=list, description="Public keys added to the connecting admin user's authorized_keys."
+    )
+
+
+class Retention(_Section):
+    daily: int = Field(7, ge=0, le=366)
+    weekly: int = Field(4, ge=0, le=520)
+    monthly: int = Field(6, ge=0, le=1200)
+
+
+class Backup(_Section):
+    target: Annotated[str, AfterValidator(_backup_target)] | None = Field(
+        None, description="Repository: /absolute/path, s3:https://HOST/BUCKET/PATH or sftp:USER@HOST:/PATH."
+    )
+    schedule: Annotated[str, AfterValidator(_on_calendar)] = Field(
+        "daily", description="systemd OnCalendar expression for scheduled backups."
+    )
+    retention: Retention = Field(default_factory=Retention)
+    s3_access_key_id: str | None = Field(None, description="S3 access key id, for s3: targets.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key; stored root-only on the host.")
+
+
+class _FieldError(ValueError):
+    """A cross-field problem, carrying the field the user should fix."""
+
+    def __init__(self, field: str, value: Any, message: str) -> None:
+        super().__init__(message)
+        self.field, self.value, self.message = field, value, message
+
+
+class ShuttleConfig(BaseSettings):
+    """Everything a launch needs to know. Every field has a safe default except where noted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHUTTLE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        use_enum_values=True,
+        validate_default=True,
+    )
+
+    mode: Mode = Field(Mode.full, description="full (autoconfigure), empty (for a restore to follow), bake (start nothing).")
+    domain: Hostname | None = Field(None, description="Public DNS name of the host; needed for ACME.")
+    acme: Acme = Field(default_factory=Acme)
+    tls: Tls = Field(default_factory=Tls)
+    images: Images = Field(default_factory=Images)
+    images_bundle: Path | None = Field(
+        None, description="A `docker save` tarball on the controller, loaded instead of pulling images."
+    )
+    admin_user: str = Field(
+        "admin", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{2,31}$", description="OpenEMR administrator login name."
+    )
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field("UTC", description="Host and application time zone.")
+    swap_size_mb: int = Field(2048, ge=0, le=65536, description="Swap file size when memory is small; 0 for none.")
+    ssh: Ssh = Field(default_factory=Ssh)
+    backup: Backup = Field(default_factory=Backup)
+
+    @model_validator(mode="after")
+    def _tls_needs(self) -> ShuttleConfig:
+        if self.tls.mode == TlsMode.acme.value:
+            if not self.domain:
+                raise _FieldError("domain", None, "is required when tls.mode is acme")
+            if not self.acme.email:
+                raise _FieldError("acme.email", None, "is required when tls.mode is acme")
+        if self.tls.mode == TlsMode.provided.value:
+            for name in ("cert_path", "key_path"):
+                path = getattr(self.tls, name)
+                if path is None:
+                    raise _FieldError(f"tls.{name}", None, "is required when tls.mode is provided")
+                if not path.is_file():
+                    raise _FieldError(f"tls.{name}", str(path), "is not a readable file")
+        if self.images_bundle is not None and not self.images_bundle.is_file():
+            raise _FieldError("images_bundle", str(self.images_bundle), "is not a readable file")
+        if self.backup.target and self.backup.target.startswith("s3:"):
+            if not (self.backup.s3_access_key_id and self.backup.s3_secret_access_key):
+                raise _FieldError(
+                    "backup.s3_access_key_id", None, "and backup.s3_secret_access_key are required for an s3: target"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file: an operator can override one value without editing it.
+        return (env_settings, init_settings)
+
+    def to_extravars(self) -> dict[str, Any]:
+        """The config as Ansible sees it, secrets revealed: only ever written to a 0600 file."""
+        data = self.model_dump(mode="json")
+        secret = self.backup.s3_secret_access_key
+        data["backup"]["s3_secret_access_key"] = secret.get_secret_value() if secret else None
+        return data
+
+
+SECRET_FIELDS = {"backup.s3_secret_access_key"}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "config"
+    ctx_error = error.get("ctx", {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        value = ctx_error.value
+        field = ctx_error.field
+        message = ctx_error.message
+    else:
+        value = error.get("input")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            return f"config field {field!r} is not a known setting (see `shuttle schema`)"
+        if error["type"] == "missing":
+            return f"config field {field!r} is required"
+    shown = "***" if field in SECRET_FIELDS else repr(value)
+    if value is None:
+        return f"config field {field!r} {message}"
+    return f"config field {field!r} = {shown}: {message}"
+
+
+def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> ShuttleConfig:
+    """Read, merge and validate the config. Raises BadInput with one line per problem."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise BadInput(f"config file {str(path)!r}: cannot read it ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise BadInput(f"config file {str(path)!r}{where}: not valid YAML") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise BadInput(f"config file {str(path)!r}: must be a mapping of settings, not {type(loaded).__name__}")
+        data = loaded
+    data.update(overrides or {})
+    try:
+        return ShuttleConfig(**data)
+    except ValidationError as exc:
+        raise BadInput("\n".join(_describe(e) for e in exc.errors())) from None
+
+
+def schema() -> dict[str, Any]:
+    return ShuttleConfig.model_json_schema()

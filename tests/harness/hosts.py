@@ -1,0 +1,181 @@
+"""Disposable systemd test hosts: containers that boot like a fresh VM and are reached over SSH.
+
+`--privileged` is refused on these machines (CAP_SYS_RESOURCE is not granted), so a host gets every
+other capability plus the security options that let systemd, ufw, fail2ban and a nested Docker
+engine work. Each host has its own volume at /var/lib/docker so nested overlay2 works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness import images
+
+NETWORK = "shuttle-test"
+LABEL = "io.shuttle.testhost"
+STATE_DIR = Path(os.environ.get("SHUTTLE_TEST_STATE", "/var/tmp/shuttle-test"))
+
+#: The flags DESIGN.md lists for a systemd host with a working nested Docker engine.
+RUN_FLAGS = (
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--security-opt=systempaths=unconfined",
+    "--tmpfs=/run",
+    "--tmpfs=/run/lock",
+    "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--cgroupns=host",
+    "--stop-signal=SIGRTMIN+3",
+)
+
+
+def _docker(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, input=input)
+
+
+def ssh_key() -> Path:
+    """The harness' own SSH key pair, generated once; tests log in to hosts with it."""
+    key = STATE_DIR / "id_ed25519"
+    if not key.exists():
+        STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "shuttle-test", "-f", str(key)],
+            check=True,
+        )
+    return key
+
+
+def ensure_network(name: str = NETWORK, *, internal: bool = False) -> str:
+    if _docker("network", "inspect", name, check=False).returncode != 0:
+        _docker("network", "create", *(["--internal"] if internal else []), "--label", LABEL, name)
+    return name
+
+
+def gateway(network: str = NETWORK) -> str:
+    info = json.loads(_docker("network", "inspect", network).stdout)[0]
+    return info["IPAM"]["Config"][0]["Gateway"]
+
+
+@dataclass
+class TestHost:
+    """One running test host."""
+
+    name: str
+    distro: str
+    ssh_port: int
+    ip: str
+    key: Path
+
+    @property
+    def target(self) -> str:
+        """The `shuttle launch` target that reaches this host as users reach theirs."""
+        return f"root@127.0.0.1:{self.ssh_port}"
+
+    def exec(self, command: str, *, check: bool = False, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a shell command inside the host (out of band: not through the SSH path under test)."""
+        return _docker("exec", "-i", self.name, "sh", "-c", command, check=check, input=input)
+
+    def ssh_command(self, command: str) -> list[str]:
+        return [
+            "ssh",
+            *ssh_options(self.key),
+            "-p",
+            str(self.ssh_port),
+            "root@127.0.0.1",
+            command,
+        ]
+
+    def destroy(self) -> None:
+        _docker("rm", "-f", "-v", self.name, check=False)
+
+
+def ssh_options(key: Path) -> list[str]:
+    return [
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=5",
+    ]
+
+
+def _wait(host: TestHost, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = host.exec("systemctl is-system-running 2>/dev/null").stdout.strip()
+        if state in ("running", "degraded"):
+            probe = subprocess.run(host.ssh_command("true"), capture_output=True)
+            if probe.returncode == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"test host {host.name} not ready after {timeout}s (systemd: {state or 'no answer'})")
+
+
+def start(
+    distro: str = "debian13",
+    *,
+    name: str | None = None,
+    network: str = NETWORK,
+    authorized_key: bool = True,
+    publish: tuple[int, ...] = (),
+    timeout: float = 90,
+) -> TestHost:
+    """Start a fresh host of `distro`, wait until systemd and sshd are up, and return it."""
+    image = images.build(images.RECIPES[distro])
+    ensure_network(network)
+    name = name or f"shuttle-th-{distro}-{secrets.token_hex(3)}"
+    ports = [f"--publish=127.0.0.1::{p}" for p in (22, *publish)]
+    _docker(
+        "run", "--detach", "--name", name, "--hostname", name, "--label", LABEL,
+        "--network", network, "--volume", "/var/lib/docker", *RUN_FLAGS, *ports, image,
+    )  # fmt: skip
+    info = json.loads(_docker("inspect", name).stdout)[0]
+    ssh_port = int(info["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
+    ip = info["NetworkSettings"]["Networks"][network]["IPAddress"]
+    key = ssh_key()
+    host = TestHost(name=name, distro=distro, ssh_port=ssh_port, ip=ip, key=key)
+    setup = "install -d -m 0700 /root/.ssh"
+    if authorized_key:
+        setup += f" && echo '{key.with_suffix('.pub').read_text().strip()}' > /root/.ssh/authorized_keys"
+    if images.apt_cache_reachable():
+        proxy = f'Acquire::http::Proxy "http://{gateway(network)}:{images.APT_CACHE_PORT}";'
+        setup += f" && echo '{proxy}' > /etc/apt/apt.conf.d/00shuttle-test-proxy"
+    host.exec(setup, check=True)
+    if not authorized_key:
+        # Without a key the SSH probe cannot succeed; wait for systemd only.
+        host.exec("systemctl is-system-running --wait >/dev/null 2>&1 || true")
+        return host
+    try:
+        _wait(host, timeout)
+    except TimeoutError:
+        host.destroy()
+        raise
+    return host
+
+
+def port(host: TestHost, container_port: int) -> int:
+    """The loopback port on this machine that forwards to `container_port` of `host`."""
+    info = json.loads(_docker("inspect", host.name).stdout)[0]
+    return int(info["NetworkSettings"]["Ports"][f"{container_port}/tcp"][0]["HostPort"])
+
+
+def destroy_all() -> None:
+    """Remove every test host (and its Docker volume) this harness started."""
+    ids = _docker("ps", "-aq", "--filter", f"label={LABEL}").stdout.split()
+    if ids:
+        _docker("rm", "-f", "-v", *ids, check=False)

@@ -1,0 +1,150 @@
+"""Base images for disposable test hosts, built offline from Debian's mirror.
+
+No registry is reachable where the tests run, so a "fresh VM" is a debootstrapped Debian root
+filesystem turned into an image with `docker import`. Building one takes about a minute, so images
+are tagged with a hash of their recipe and reused until the recipe changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Packages a minimal cloud image has and the tests rely on: an init, an SSH server, Python for Ansible.
+BASE_PACKAGES = (
+    "python3",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "ca-certificates",
+)
+
+#: Units that cannot work inside a container; masking them lets systemd reach "running".
+MASKED_UNITS = ("systemd-modules-load.service", "sys-kernel-config.mount", "getty@tty1.service")
+
+APT_CACHE_PORT = 3142
+UPSTREAM_MIRROR = os.environ.get("SHUTTLE_TEST_MIRROR", "http://deb.debian.org/debian")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines an image's content; its hash is the image tag."""
+
+    distro: str
+    suite: str
+    packages: tuple[str, ...] = BASE_PACKAGES
+    masked: tuple[str, ...] = MASKED_UNITS
+    mirror: str = UPSTREAM_MIRROR
+    revision: int = 1
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return f"shuttle-testhost:{self.distro}-{digest}"
+
+
+RECIPES = {
+    "debian12": Recipe(distro="debian12", suite="bookworm"),
+    "debian13": Recipe(distro="debian13", suite="trixie"),
+}
+
+
+def apt_cache_reachable(host: str = "127.0.0.1") -> bool:
+    """True when a local apt-cacher-ng answers; builds and test hosts then go through it."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{APT_CACHE_PORT}/acng-report.html", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+def _via_cache(url: str) -> str:
+    """Rewrite a mirror URL to go through the local apt cache, if one runs."""
+    if not apt_cache_reachable():
+        return url
+    return f"http://127.0.0.1:{APT_CACHE_PORT}/" + url.split("://", 1)[1]
+
+
+def _sources(recipe: Recipe) -> str:
+    security = recipe.mirror.rsplit("/", 1)[0] + "/debian-security"
+    return (
+        f"Types: deb\nURIs: {recipe.mirror}\nSuites: {recipe.suite} {recipe.suite}-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        f"Types: deb\nURIs: {security}\nSuites: {recipe.suite}-security\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+
+
+def _finish_rootfs(root: Path, recipe: Recipe) -> None:
+    """Make the debootstrapped tree look like a freshly provisioned cloud VM."""
+    (root / "etc/apt/sources.list").unlink(missing_ok=True)
+    (root / "etc/apt/sources.list.d/debian.sources").write_text(_sources(recipe))
+    for unit in recipe.masked:
+        link = root / "etc/systemd/system" / unit
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
+    # An empty machine-id makes systemd generate a new one on every host's first boot.
+    (root / "etc/machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
+    (root / "var/lib/apt/lists/partial").mkdir(parents=True)
+    shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+    (root / "var/cache/apt/archives/partial").mkdir(parents=True)
+
+
+def build(recipe: Recipe, *, force: bool = False) -> str:
+    """Build the image for `recipe` unless an image with its tag exists; return the tag."""
+    if image_exists(recipe.tag) and not force:
+        return recipe.tag
+    with tempfile.TemporaryDirectory(prefix="shuttle-rootfs-", dir="/var/tmp") as tmp:
+        root = Path(tmp) / "rootfs"
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(recipe.packages),
+                recipe.suite,
+                str(root),
+                _via_cache(recipe.mirror),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        _finish_rootfs(root, recipe)
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(
+            [
+                "docker",
+                "import",
+                "--change",
+                'CMD ["/lib/systemd/systemd"]',
+                "-",
+                recipe.tag,
+            ],
+            stdin=tar.stdout,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        if tar.wait() != 0:
+            raise RuntimeError(f"tar of {root} failed")
+    return recipe.tag
+
+
+def build_all(distros: list[str] | None = None) -> dict[str, str]:
+    """Build (or reuse) every requested base image; return distro -> tag."""
+    return {name: build(RECIPES[name]) for name in distros or list(RECIPES)}

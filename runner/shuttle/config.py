@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import zoneinfo
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,7 +49,7 @@ def _hostname(value: str) -> str:
 
 def _image(value: str) -> str:
     match = _IMAGE.match(value)
-    if not match or "@sha256:" not in value and match.group("tag") in (None, "latest"):
+    if not match or ("@sha256:" not in value and match.group("tag") in (None, "latest")):
         raise ValueError("must be an image reference pinned to a tag (not 'latest') or a digest, e.g. mariadb:11.4")
     return value
 
@@ -98,13 +98,13 @@ SshPublicKey = Annotated[str, AfterValidator(_ssh_key)]
 Network = Annotated[str, AfterValidator(_network)]
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     full = "full"
     empty = "empty"
     bake = "bake"
 
 
-class TlsMode(str, Enum):
+class TlsMode(StrEnum):
     self_signed = "self-signed"
     acme = "acme"
     provided = "provided"
@@ -187,7 +187,9 @@ class ShuttleConfig(BaseSettings):
         validate_default=True,
     )
 
-    mode: Mode = Field(Mode.full, description="full (autoconfigure), empty (for a restore to follow), bake (start nothing).")
+    mode: Mode = Field(
+        Mode.full, description="full (autoconfigure), empty (for a restore to follow), bake (start nothing)."
+    )
     domain: Hostname | None = Field(None, description="Public DNS name of the host; needed for ACME.")
     acme: Acme = Field(default_factory=Acme)
     tls: Tls = Field(default_factory=Tls)
@@ -219,11 +221,11 @@ class ShuttleConfig(BaseSettings):
                     raise _FieldError(f"tls.{name}", str(path), "is not a readable file")
         if self.images_bundle is not None and not self.images_bundle.is_file():
             raise _FieldError("images_bundle", str(self.images_bundle), "is not a readable file")
-        if self.backup.target and self.backup.target.startswith("s3:"):
-            if not (self.backup.s3_access_key_id and self.backup.s3_secret_access_key):
-                raise _FieldError(
-                    "backup.s3_access_key_id", None, "and backup.s3_secret_access_key are required for an s3: target"
-                )
+        s3_keys = self.backup.s3_access_key_id and self.backup.s3_secret_access_key
+        if self.backup.target and self.backup.target.startswith("s3:") and not s3_keys:
+            raise _FieldError(
+                "backup.s3_access_key_id", None, "and backup.s3_secret_access_key are required for an s3: target"
+            )
         return self
 
     @classmethod

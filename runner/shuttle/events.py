@@ -84,4 +84,3 @@ def translate(raw: dict[str, Any]) -> Event | None:
         text = str(raw.get("stdout", "")).replace("[WARNING]:", "").strip()
         return Event("warning", message=text) if text else None
     return None
-

@@ -16,7 +16,9 @@ import yaml
 
 from shuttle.errors import BadInput
 
-_TARGET = re.compile(r"^(?:(?P<user>[a-z_][a-z0-9_.-]{0,31})@)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d+))?$")
+_TARGET = re.compile(
+    r"^(?:(?P<user>[a-z_][a-z0-9_.-]{0,31})@)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d+))?$"
+)
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 LOCAL = "localhost"
 
@@ -32,7 +34,8 @@ class Target:
     @property
     def name(self) -> str:
         """The inventory name: what events and summaries call this host."""
-        return self.host if self.port == 22 else f"{self.host}:{self.port}"
+        # Not host:port: Ansible would read that as an address and two ports of one address would merge.
+        return self.host if self.port == 22 else f"{self.host}-{self.port}"
 
 
 def _valid_host(host: str) -> bool:

@@ -119,7 +119,7 @@ def _wait(host: TestHost, timeout: float) -> None:
     while time.monotonic() < deadline:
         state = host.exec("systemctl is-system-running 2>/dev/null").stdout.strip()
         if state in ("running", "degraded"):
-            probe = subprocess.run(host.ssh_command("true"), capture_output=True)
+            probe = subprocess.run(host.ssh_command("true"), check=False, capture_output=True)
             if probe.returncode == 0:
                 return
         time.sleep(0.5)

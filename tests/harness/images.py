@@ -32,6 +32,22 @@ BASE_PACKAGES = (
 #: Units that cannot work inside a container; masking them lets systemd reach "running".
 MASKED_UNITS = ("systemd-modules-load.service", "sys-kernel-config.mount", "getty@tty1.service")
 
+#: Docker masks /proc/sys read-only unless started with systempaths=unconfined, which Molecule's docker
+#: driver cannot pass. A VM has a writable /proc/sys (sysctl settings, Docker's IPv6 setup need it), so
+#: the test host remounts it at boot, before anything else starts.
+PROC_SYS_UNIT = """[Unit]
+Description=Make /proc/sys writable as on a VM (test hosts only)
+DefaultDependencies=no
+Before=sysinit.target systemd-sysctl.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/mount -o remount,rw /proc/sys
+
+[Install]
+WantedBy=sysinit.target
+"""
+
 APT_CACHE_PORT = 3142
 UPSTREAM_MIRROR = os.environ.get("SHUTTLE_TEST_MIRROR", "http://deb.debian.org/debian")
 
@@ -46,7 +62,7 @@ class Recipe:
     masked: tuple[str, ...] = MASKED_UNITS
     mirror: str = UPSTREAM_MIRROR
     revision: int = 1
-    extra: dict[str, str] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=lambda: {"shuttle-testhost-proc-sys.service": PROC_SYS_UNIT})
 
     @property
     def tag(self) -> str:
@@ -70,7 +86,7 @@ def apt_cache_reachable(host: str = "127.0.0.1") -> bool:
 
 
 def image_exists(tag: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+    return subprocess.run(["docker", "image", "inspect", tag], check=False, capture_output=True).returncode == 0
 
 
 def _via_cache(url: str) -> str:
@@ -80,20 +96,31 @@ def _via_cache(url: str) -> str:
     return f"http://127.0.0.1:{APT_CACHE_PORT}/" + url.split("://", 1)[1]
 
 
-def _sources(recipe: Recipe) -> str:
-    security = recipe.mirror.rsplit("/", 1)[0] + "/debian-security"
+def apt_sources(suite: str, mirror: str = UPSTREAM_MIRROR) -> str:
+    """The deb822 sources a stock Debian install has; images point at the real mirror, not the cache."""
+    security = mirror.rsplit("/", 1)[0] + "/debian-security"
     return (
-        f"Types: deb\nURIs: {recipe.mirror}\nSuites: {recipe.suite} {recipe.suite}-updates\n"
+        f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\n"
         "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-        f"Types: deb\nURIs: {security}\nSuites: {recipe.suite}-security\n"
+        f"Types: deb\nURIs: {security}\nSuites: {suite}-security\n"
         "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
     )
+
+
+def _sources(recipe: Recipe) -> str:
+    return apt_sources(recipe.suite, recipe.mirror)
 
 
 def _finish_rootfs(root: Path, recipe: Recipe) -> None:
     """Make the debootstrapped tree look like a freshly provisioned cloud VM."""
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d/debian.sources").write_text(_sources(recipe))
+    for unit, text in recipe.units.items():
+        (root / "etc/systemd/system" / unit).write_text(text)
+        wants = root / "etc/systemd/system/sysinit.target.wants"
+        wants.mkdir(exist_ok=True)
+        (wants / unit).unlink(missing_ok=True)
+        (wants / unit).symlink_to(f"/etc/systemd/system/{unit}")
     for unit in recipe.masked:
         link = root / "etc/systemd/system" / unit
         link.unlink(missing_ok=True)
@@ -107,41 +134,38 @@ def _finish_rootfs(root: Path, recipe: Recipe) -> None:
     (root / "var/cache/apt/archives/partial").mkdir(parents=True)
 
 
+def debootstrap(root: Path, suite: str, mirror: str = UPSTREAM_MIRROR, packages: tuple[str, ...] = ()) -> None:
+    """Debootstrap a minbase tree at `root`, fetching through the local apt cache when one runs."""
+    include = ["--include=" + ",".join(packages)] if packages else []
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", *include, suite, str(root), _via_cache(mirror)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def import_rootfs(root: Path, tag: str, changes: tuple[str, ...] = ()) -> None:
+    """Turn a root filesystem tree into a single-layer image; `changes` are `docker import --change` lines."""
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(
+        ["docker", "import", *(arg for change in changes for arg in ("--change", change)), "-", tag],
+        stdin=tar.stdout,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    if tar.wait() != 0:
+        raise RuntimeError(f"tar of {root} failed")
+
+
 def build(recipe: Recipe, *, force: bool = False) -> str:
     """Build the image for `recipe` unless an image with its tag exists; return the tag."""
     if image_exists(recipe.tag) and not force:
         return recipe.tag
     with tempfile.TemporaryDirectory(prefix="shuttle-rootfs-", dir="/var/tmp") as tmp:
         root = Path(tmp) / "rootfs"
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=" + ",".join(recipe.packages),
-                recipe.suite,
-                str(root),
-                _via_cache(recipe.mirror),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        debootstrap(root, recipe.suite, recipe.mirror, recipe.packages)
         _finish_rootfs(root, recipe)
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
-            [
-                "docker",
-                "import",
-                "--change",
-                'CMD ["/lib/systemd/systemd"]',
-                "-",
-                recipe.tag,
-            ],
-            stdin=tar.stdout,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        if tar.wait() != 0:
-            raise RuntimeError(f"tar of {root} failed")
+        import_rootfs(root, recipe.tag, ('CMD ["/lib/systemd/systemd"]',))
     return recipe.tag
 
 

@@ -1,0 +1,1 @@
+"""Shuttle: one command from a fresh Debian or Ubuntu host to a hardened, backed-up OpenEMR."""

@@ -1,0 +1,3 @@
+from shuttle.cli import entrypoint
+
+entrypoint()

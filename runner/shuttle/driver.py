@@ -1,0 +1,201 @@
+"""Run one playbook through ansible-runner, safely and visibly.
+
+Why each choice:
+- a fresh 0700 private data dir per run, removed afterwards: ansible-runner writes the extra vars
+  (which hold secrets) and raw event artifacts there, and nothing of it should outlive the run;
+- extra vars go through a 0600 file, never argv, so `ps` shows no secret;
+- events are reduced (events.py) before any reporter sees them;
+- Ctrl-C asks ansible-runner to cancel, and the run exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import ansible_runner
+import yaml
+
+from shuttle import content
+from shuttle.events import Event, translate
+from shuttle.reporting import Reporter, RunLog
+from shuttle.results import RunResult
+
+#: Ansible settings for speed and predictable output. SSH multiplexing and pipelining cut a
+#: round-trip per task; host keys are accepted on first contact and checked afterwards.
+ANSIBLE_ENV = {
+    "ANSIBLE_PIPELINING": "True",
+    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=accept-new",
+    "ANSIBLE_GATHERING": "explicit",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_NOCOLOR": "True",
+    "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False",
+    "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    "ANSIBLE_SYSTEM_WARNINGS": "False",
+    "ANSIBLE_LOCALHOST_WARNING": "False",
+    "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+    "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+    "ANSIBLE_TIMEOUT": "15",
+    "ANSIBLE_FORCE_COLOR": "False",
+}
+
+
+@contextmanager
+def _private_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="shuttle-run-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_private(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
+
+
+class _Interrupt:
+    """First Ctrl-C cancels the run gracefully; a second one exits at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _Interrupt:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _env(private: Path, forks: int) -> dict[str, str]:
+    env = dict(ANSIBLE_ENV)
+    env["ANSIBLE_ROLES_PATH"] = str(content.roles())
+    env["ANSIBLE_LOCAL_TEMP"] = str(private / "tmp")
+    env["ANSIBLE_CONTROL_PATH_DIR"] = str(private / "cp")
+    env["ANSIBLE_FORKS"] = str(forks)
+    # ansible-playbook is installed beside this interpreter, which need not be on PATH (a virtualenv).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return env
+
+
+def count_tasks(playbook: Path, inventory: Path, extravars: Path, env: dict[str, str]) -> int | None:
+    """Host-tasks the run will report, for the progress total (tasks listed by Ansible x hosts)."""
+    base = [
+        shutil.which("ansible-playbook", path=env["PATH"]) or "ansible-playbook",
+        "-i",
+        str(inventory),
+        "-e",
+        f"@{extravars}",
+    ]
+    try:
+        tasks = subprocess.run(
+            [*base, "--list-tasks", str(playbook)], capture_output=True, text=True, env={**os.environ, **env},
+            timeout=60, check=True,
+        ).stdout  # fmt: skip
+        hosts = subprocess.run(
+            [*base, "--list-hosts", str(playbook)], capture_output=True, text=True, env={**os.environ, **env},
+            timeout=60, check=True,
+        ).stdout  # fmt: skip
+    except (subprocess.SubprocessError, OSError):
+        return None
+    n_tasks = sum(1 for line in tasks.splitlines() if line.startswith("      ") and "TAGS:" in line)
+    host_lines = [line for line in hosts.splitlines() if line.startswith("      ")]
+    return n_tasks * max(len(host_lines), 1) or None
+
+
+def run(
+    verb: str,
+    *,
+    extravars: dict[str, Any],
+    inventory: dict[str, Any] | Path,
+    reporters: list[Reporter],
+    check: bool = False,
+    forks: int = 10,
+    on_event: Callable[[Event], None] | None = None,
+) -> RunResult:
+    """Run playbooks/<verb>.yml against `inventory` and return per-host results.
+
+    `inventory` is either an inventory mapping (written to a private file) or a path to the user's own.
+    """
+    playbook = content.playbook(verb)
+    log = RunLog(verb)
+    sinks: list[Reporter] = [log, *reporters]
+    result = RunResult(verb=verb, log=str(log.path))
+    with _private_dir() as private, _Interrupt() as interrupt:
+        extravars_file = _write_private(private / "env" / "extravars", json.dumps(extravars))
+        if isinstance(inventory, Path):
+            inventory_path = inventory
+        else:
+            inventory_path = _write_private(private / "inventory" / "hosts.yml", yaml.safe_dump(inventory))
+        env = _env(private, forks)
+        total = count_tasks(playbook, inventory_path, extravars_file, env)
+        for sink in sinks:
+            sink.start(verb, total)
+
+        def handle(raw: dict[str, Any]) -> bool:
+            if raw.get("event") == "playbook_on_stats":
+                stats = raw.get("event_data", {})
+                for name in {h for key in ("ok", "dark", "failures", "skipped") for h in (stats.get(key) or {})}:
+                    result.host(name).count(stats)
+                return False
+            event = translate(raw)
+            if event is None:
+                return False
+            if event.event == "warning" and event.message:
+                result.warnings.append(event.message)
+            if event.host and event.status:
+                result.host(event.host).record(event.status, event.message)
+            for sink in sinks:
+                sink.event(event)
+            if on_event is not None:
+                on_event(event)
+            return False  # nothing is kept in the artifacts directory
+
+        cmdline = "--check --diff" if check else None
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            playbook=str(playbook),
+            inventory=str(inventory_path),
+            envvars=env,
+            cmdline=cmdline,
+            event_handler=handle,
+            cancel_callback=lambda: interrupt.requested,
+            quiet=True,
+            suppress_env_files=False,
+        )
+        result.interrupted = interrupt.requested or runner.status == "canceled"
+        if runner.status in ("failed", "error") and not result.hosts:
+            result.host("controller").record("failed", _startup_error(runner))
+    for sink in sinks:
+        sink.finish(result)
+    return result
+
+
+def _startup_error(runner: Any) -> str:
+    """Ansible failed before any host ran (bad inventory, syntax error): show its last lines."""
+    try:
+        text = runner.stdout.read()
+    except (AttributeError, OSError, ValueError):
+        text = ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-5:]) or f"ansible-runner ended with status {runner.status}"

@@ -1,0 +1,167 @@
+"""How a run shows itself: a progress bar on a terminal, plain lines in a pipe, NDJSON with --json,
+and always a run log on disk.
+
+Every sink receives the same reduced Events (see events.py), never raw Ansible output, so what is
+safe for one is safe for all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shuttle.events import Event
+from shuttle.results import RunResult
+
+_PROBLEMS = {"failed", "unreachable", "auth_failed", "rejected"}
+
+
+def log_dir() -> Path:
+    """Run logs live in $SHUTTLE_LOG_DIR, else $XDG_STATE_HOME/shuttle/runs (~/.local/state/shuttle/runs)."""
+    if os.environ.get("SHUTTLE_LOG_DIR"):
+        return Path(os.environ["SHUTTLE_LOG_DIR"])
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state")
+    return state / "shuttle" / "runs"
+
+
+class Reporter(Protocol):
+    def start(self, verb: str, total: int | None) -> None: ...
+    def event(self, event: Event) -> None: ...
+    def finish(self, result: RunResult) -> None: ...
+
+
+def _line(event: Event) -> str:
+    parts = [event.status or event.event, event.host or "-", event.task or ""]
+    text = "  ".join(part for part in parts if part)
+    if event.message:
+        text += f": {event.message}"
+    return text
+
+
+class RunLog:
+    """Plain-text log of one run, 0600, in log_dir(); its path is reported at the end of every run."""
+
+    def __init__(self, verb: str) -> None:
+        directory = log_dir()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.path = directory / f"{stamp}-{verb}-{os.getpid()}.log"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file: IO[str] = os.fdopen(fd, "w", buffering=1)
+
+    def start(self, verb: str, total: int | None) -> None:
+        self._write(f"start {verb}" + (f" ({total} host-tasks)" if total else ""))
+
+    def event(self, event: Event) -> None:
+        self._write(_line(event))
+
+    def finish(self, result: RunResult) -> None:
+        for host in result.hosts.values():
+            self._write(
+                f"summary {host.host}: {host.status} ok={host.ok} changed={host.changed} failed={host.failed} "
+                f"unreachable={host.unreachable} skipped={host.skipped}"
+            )
+        self._write(f"exit {result.exit_code}")
+        self._file.close()
+
+    def _write(self, text: str) -> None:
+        self._file.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + text.replace("\n", "\n    ") + "\n")
+
+
+class JsonReporter:
+    """One JSON object per line on stdout: events as they happen, then a summary object."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream or sys.stdout
+
+    def _emit(self, data: dict[str, object]) -> None:
+        self._stream.write(json.dumps(data, sort_keys=True) + "\n")
+        self._stream.flush()
+
+    def start(self, verb: str, total: int | None) -> None:
+        self._emit({"event": "start", "verb": verb, "total": total, "time": time.time()})
+
+    def event(self, event: Event) -> None:
+        self._emit(event.as_dict())
+
+    def finish(self, result: RunResult) -> None:
+        self._emit(result.as_dict())
+
+
+class ConsoleReporter:
+    """Human output: a live bar (task, host, done/total) on a terminal, plain lines otherwise."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=False, highlight=False)
+        self._progress: Progress | None = None
+        self._bar = None
+        self._done = 0
+        self._total: int | None = None
+
+    def start(self, verb: str, total: int | None) -> None:
+        self._total = total
+        if self.console.is_terminal:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}", style="bold"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._bar = self._progress.add_task(verb, total=total)
+        else:
+            self.console.print(f"shuttle {verb}: {total or '?'} host-tasks")
+
+    def event(self, event: Event) -> None:
+        if event.event == "warning":
+            self.console.print(f"[yellow]warning:[/] {event.message}", markup=True, highlight=False)
+            return
+        if event.event == "task_start":
+            if self._progress is not None and self._bar is not None:
+                self._progress.update(self._bar, description=event.task or "")
+            else:
+                self.console.print(f"[{self._done}/{self._total or '?'}] {event.task}", markup=False)
+            return
+        self._done += 1
+        if self._progress is not None and self._bar is not None:
+            self._progress.update(
+                self._bar, completed=min(self._done, self._total or self._done),
+                description=f"{event.task} — {event.host}",
+            )  # fmt: skip
+        if event.status in _PROBLEMS:
+            self.console.print(f"[red]{event.status}[/]: {event.host}: {event.task}", markup=True, highlight=False)
+            if event.message:
+                self.console.print("  " + event.message.replace("\n", "\n  "), markup=False, highlight=False)
+
+    def finish(self, result: RunResult) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        table = Table(title=f"shuttle {result.verb}", title_justify="left")
+        for column in ("host", "status", "ok", "changed", "failed", "unreachable", "skipped"):
+            table.add_column(column)
+        for host in result.hosts.values():
+            style = "green" if host.status == "ok" else "red"
+            table.add_row(
+                host.host, f"[{style}]{host.status}[/]", str(host.ok), str(host.changed), str(host.failed),
+                str(host.unreachable), str(host.skipped),
+            )  # fmt: skip
+        self.console.print(table)
+        for warning in result.warnings:
+            self.console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+        for host in result.hosts.values():
+            if host.message and host.status != "ok":
+                self.console.print(f"{host.host}: {host.message}", markup=False, highlight=False)
+        if result.interrupted:
+            self.console.print("interrupted: the run was cancelled", markup=False)
+        self.console.print(f"log: {result.log}", markup=False, highlight=False)

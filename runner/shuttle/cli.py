@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2, like every other bad input."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"shuttle: {message} (see `shuttle {self.prog.split()[-1]} --help`)\n")
+        self.exit(EXIT_BAD_INPUT, f"shuttle: {message} (see `{self.prog} --help`)\n")
 
 
 def _package_version() -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -125,7 +126,7 @@ class ConsoleReporter:
 
     def event(self, event: Event) -> None:
         if event.event == "warning":
-            self.console.print(f"[yellow]warning:[/] {event.message}", markup=True, highlight=False)
+            self.console.print(f"[yellow]warning:[/] {escape(event.message or '')}", highlight=False)
             return
         if event.event == "task_start":
             if self._progress is not None and self._bar is not None:
@@ -140,7 +141,7 @@ class ConsoleReporter:
                 description=f"{event.task} — {event.host}",
             )  # fmt: skip
         if event.status in _PROBLEMS:
-            self.console.print(f"[red]{event.status}[/]: {event.host}: {event.task}", markup=True, highlight=False)
+            self.console.print(f"[red]{event.status}[/]: {escape(f'{event.host}: {event.task}')}", highlight=False)
             if event.message:
                 self.console.print("  " + event.message.replace("\n", "\n  "), markup=False, highlight=False)
 
@@ -153,12 +154,12 @@ class ConsoleReporter:
         for host in result.hosts.values():
             style = "green" if host.status == "ok" else "red"
             table.add_row(
-                host.host, f"[{style}]{host.status}[/]", str(host.ok), str(host.changed), str(host.failed),
+                escape(host.host), f"[{style}]{host.status}[/]", str(host.ok), str(host.changed), str(host.failed),
                 str(host.unreachable), str(host.skipped),
             )  # fmt: skip
         self.console.print(table)
         for warning in result.warnings:
-            self.console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+            self.console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         for host in result.hosts.values():
             if host.message and host.status != "ok":
                 self.console.print(f"{host.host}: {host.message}", markup=False, highlight=False)

@@ -157,6 +157,7 @@ def run(
                 stats = raw.get("event_data", {})
                 for name in {h for key in ("ok", "dark", "failures", "skipped") for h in (stats.get(key) or {})}:
                     result.host(name).count(stats)
+                _collect_messages(stats.get("artifact_data") or {}, result)
                 return False
             event = translate(raw)
             if event is None:
@@ -189,6 +190,13 @@ def run(
     for sink in sinks:
         sink.finish(result)
     return result
+
+
+def _collect_messages(data: dict[str, Any], result: RunResult) -> None:
+    """Roles speak to the user through `set_stats` (aggregated lists `shuttle_notices`, `shuttle_warnings`):
+    the one channel that reaches the summary without any task's result being shown."""
+    result.notices.extend(str(text) for text in data.get("shuttle_notices") or [])
+    result.warnings.extend(str(text) for text in data.get("shuttle_warnings") or [])
 
 
 def _startup_error(runner: Any) -> str:

@@ -70,6 +70,10 @@ class RunLog:
                 f"summary {host.host}: {host.status} ok={host.ok} changed={host.changed} failed={host.failed} "
                 f"unreachable={host.unreachable} skipped={host.skipped}"
             )
+        for text in result.notices:
+            self._write(f"notice {text}")
+        for text in result.warnings:
+            self._write(f"warning {text}")
         self._write(f"exit {result.exit_code}")
         self._file.close()
 
@@ -158,6 +162,8 @@ class ConsoleReporter:
                 str(host.unreachable), str(host.skipped),
             )  # fmt: skip
         self.console.print(table)
+        for notice in result.notices:
+            self.console.print(escape(notice), highlight=False)
         for warning in result.warnings:
             self.console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         for host in result.hosts.values():

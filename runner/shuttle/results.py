@@ -44,6 +44,7 @@ class RunResult:
     hosts: dict[str, HostResult] = field(default_factory=dict)
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     log: str | None = None
 
     def host(self, name: str) -> HostResult:
@@ -75,5 +76,6 @@ class RunResult:
             "interrupted": self.interrupted,
             "hosts": {name: asdict(result) for name, result in self.hosts.items()},
             "warnings": self.warnings,
+            "notices": self.notices,
             "log": self.log,
         }

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,22 @@ class Run:
     @property
     def summary(self) -> dict:
         return self.events[-1]
+
+    @property
+    def host(self) -> dict:
+        """The summary of the run's only host."""
+        (result,) = self.summary["hosts"].values()
+        return result
+
+    @property
+    def failures(self) -> str:
+        """Every failure message the run reported, one per line."""
+        return "\n".join(
+            str(e.get("message", "")) for e in self.events if e.get("status") in ("failed", "rejected")
+        )
+
+    def explain(self) -> str:
+        return self.stdout[-6000:] + self.stderr[-2000:]
 
 
 def run_shuttle(*args: str, config: dict | None = None, tmp: Path, env: dict | None = None, timeout: int = 1800) -> Run:
@@ -83,6 +101,71 @@ def shuttle(tmp_path: Path) -> Callable[..., Run]:
     return call
 
 
+def stack_config(**overrides: object) -> dict:
+    """A config that runs the test stand-ins from the offline images bundle (no registry here)."""
+    from tests.standins import IMAGES, bundle  # noqa: PLC0415 - building the bundle is slow; only when used
+
+    return {"images": dict(IMAGES), "images_bundle": str(bundle()), **overrides}
+
+
+def launch(host: hosts.TestHost, config: dict, *args: str, tmp: Path, timeout: int = 1800) -> Run:
+    """`shuttle launch --json` against a test host, as a provider would run it."""
+    return run_shuttle("launch", *ssh_args(host, tmp), "--json", *args, config=config, tmp=tmp, timeout=timeout)
+
+
 def ssh_args(host: hosts.TestHost, tmp: Path) -> list[str]:
     """The options a user passes to reach a test host: its target, the harness key, a private known_hosts."""
     return [host.target, "--ssh-key", str(host.key), "--known-hosts", str(tmp / "known_hosts")]
+
+
+SENTINEL = "sentinel-5b1f0c-do-not-leak"
+#: A config secret the sentinel tests look for; the s3 target is never contacted by launch.
+SENTINEL_CONFIG = {
+    "backup": {
+        "target": "s3:https://s3.example.org/clinic-backups",
+        "s3_access_key_id": "AKIASHUTTLETEST",
+        "s3_secret_access_key": SENTINEL,
+    }
+}
+
+
+def _watch_argv(stop: threading.Event, host: hosts.TestHost, seen: set[str]) -> None:
+    """Record every process command line, on this machine and on the host, until told to stop."""
+    while not stop.is_set():
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    seen.add(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    continue
+        remote = host.exec("for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done 2>/dev/null").stdout
+        seen.update(remote.splitlines())
+        time.sleep(0.05)
+
+
+@dataclass
+class Launched:
+    """A Debian 13 host after a first `shuttle launch --json` with the stand-in stack and the sentinel secret."""
+
+    host: hosts.TestHost
+    tmp: Path
+    run: Run
+    argv_seen: set[str]
+
+
+@pytest.fixture(scope="session")
+def launched(host_factory, tmp_path_factory) -> Launched:
+    """Shared by every test that only inspects or re-runs a converged host: one full converge per session."""
+    host = host_factory("debian13")
+    tmp = tmp_path_factory.mktemp("launched")
+    seen: set[str] = set()
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_argv, args=(stop, host, seen), daemon=True)
+    watcher.start()
+    try:
+        run = launch(host, stack_config(**SENTINEL_CONFIG), tmp=tmp)
+    finally:
+        stop.set()
+        watcher.join()
+    assert run.returncode == 0, run.explain()
+    return Launched(host, tmp, run, seen)

@@ -8,97 +8,63 @@ import pty
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import pytest
+from tests.conftest import SENTINEL, SENTINEL_CONFIG, Launched, launch, ssh_args, stack_config
 
-from tests.conftest import run_shuttle, ssh_args
-
-SENTINEL = "sentinel-5b1f0c-do-not-leak"
-SENTINEL_CONFIG = {
-    "backup": {
-        "target": "s3:https://s3.example.org/clinic-backups",
-        "s3_access_key_id": "AKIASHUTTLETEST",
-        "s3_secret_access_key": SENTINEL,
-    }
-}
+#: Secrets the stack role generates on the host (root-only files); none may leave it.
+GENERATED = ("db-root-password", "db-password", "openemr-admin-password")
 
 
-def _scan_processes(stop: threading.Event, host, seen: list[str]) -> None:
-    """Look at every process's argv, here and on the host, until told to stop."""
-    while not stop.is_set():
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if SENTINEL in argv:
-                    seen.append(f"controller: {argv}")
-        remote = host.exec("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '").stdout
-        if SENTINEL in remote:
-            seen.append("host: a process argv")
-        time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def launched(host_factory, tmp_path_factory):
-    """A debian13 host after one `shuttle launch --json`, watched for the sentinel secret in every argv."""
-    host = host_factory("debian13")
-    tmp = tmp_path_factory.mktemp("launch")
-    seen: list[str] = []
-    stop = threading.Event()
-    scanner = threading.Thread(target=_scan_processes, args=(stop, host, seen), daemon=True)
-    scanner.start()
-    try:
-        run = run_shuttle("launch", *ssh_args(host, tmp), "--json", config=SENTINEL_CONFIG, tmp=tmp)
-    finally:
-        stop.set()
-        scanner.join()
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    return host, tmp, run, seen
-
-
-def test_json_is_one_object_per_line_with_a_final_summary(launched) -> None:
-    host, _, run, _ = launched
-    events = run.events  # every line parses as JSON
+def test_json_is_one_object_per_line_with_a_final_summary(launched: Launched) -> None:
+    events = launched.run.events  # every line parses as JSON
     assert events[0]["event"] == "start" and events[0]["total"] > 0
     results = [e for e in events if e["event"] == "task_result"]
     assert results and all({"host", "task", "status"} <= e.keys() for e in results)
     assert any(e["event"] == "task_start" and e["task"] for e in events)
-    summary = run.summary
+    summary = launched.run.summary
     assert summary["event"] == "summary" and summary["exit_code"] == 0
-    name = host.target.split("@")[1].replace(":", "-")
+    name = launched.host.target.split("@")[1].replace(":", "-")
     assert summary["hosts"][name]["status"] == "ok"
     assert summary["hosts"][name]["failed"] == 0
     assert Path(summary["log"]).is_file()
 
 
-def test_second_launch_changes_nothing(launched) -> None:
-    host, tmp, _, _ = launched
-    run = run_shuttle("launch", *ssh_args(host, tmp), "--json", config=SENTINEL_CONFIG, tmp=tmp)
-    assert run.returncode == 0, run.stdout[-4000:]
-    (result,) = run.summary["hosts"].values()
-    assert result["changed"] == 0, [e for e in run.events if e.get("status") == "changed"]
-    assert result["ok"] > 0
+def test_the_run_says_where_the_admin_password_is(launched: Launched) -> None:
+    notices = " ".join(launched.run.summary["notices"])
+    assert "/etc/shuttle/secrets/openemr-admin-password" in notices
 
 
-def test_plain_output_shows_task_counter_and_summary(launched) -> None:
-    host, tmp, _, _ = launched
-    run = run_shuttle("launch", *ssh_args(host, tmp), "--check", config=SENTINEL_CONFIG, tmp=tmp)
-    assert run.returncode == 0, run.stdout[-4000:]
+def test_second_launch_changes_nothing(launched: Launched) -> None:
+    run = launch(launched.host, stack_config(**SENTINEL_CONFIG), tmp=launched.tmp)
+    assert run.returncode == 0, run.explain()
+    assert run.host["changed"] == 0, [e for e in run.events if e.get("status") == "changed"]
+    assert run.host["ok"] > 0
+
+
+def test_plain_output_shows_task_counter_and_summary(launched: Launched) -> None:
+    from tests.conftest import run_shuttle  # noqa: PLC0415
+
+    run = run_shuttle(
+        "launch", *ssh_args(launched.host, launched.tmp), "--check",
+        config=stack_config(**SENTINEL_CONFIG), tmp=launched.tmp,
+    )  # fmt: skip
+    assert run.returncode == 0, run.explain()
     assert "[1/" in run.stdout and "preflight : " in run.stdout
     assert "changed" in run.stdout and "unreachable" in run.stdout  # the summary table's columns
     assert "log: " in run.stdout
 
 
-def test_terminal_gets_a_progress_bar(launched, tmp_path) -> None:
-    host, _, _, _ = launched
+def _shuttle_argv(launched: Launched, tmp: Path, *extra: str) -> list[str]:
+    config = tmp / "shuttle.yml"
+    config.write_text(json.dumps(stack_config(**SENTINEL_CONFIG)))
+    return [sys.executable, "-m", "shuttle", "launch", *ssh_args(launched.host, tmp), "--config", str(config), *extra]
+
+
+def test_terminal_gets_a_progress_bar(launched: Launched, tmp_path: Path) -> None:
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shuttle", "launch", *ssh_args(host, tmp_path)],
+        _shuttle_argv(launched, tmp_path),
         stdin=follower, stdout=follower, stderr=follower, close_fds=True,
         env={**os.environ, "SHUTTLE_LOG_DIR": str(tmp_path / "logs"), "COLUMNS": "120", "TERM": "xterm"},
     )  # fmt: skip
@@ -112,33 +78,15 @@ def test_terminal_gets_a_progress_bar(launched, tmp_path) -> None:
         if not chunk:
             break
         output += chunk
-    assert proc.wait(timeout=600) == 0
+    assert proc.wait(timeout=900) == 0, output.decode(errors="replace")[-3000:]
     text = output.decode(errors="replace")
     assert "━" in text  # the bar
-    assert "/" in text and "preflight" in text  # done/total and the current task
+    assert "preflight : " in text and "/" in text  # the current task and done/total
 
 
-def test_sentinel_secret_leaks_nowhere(launched) -> None:
-    host, tmp, run, seen = launched
-    assert seen == []
-    assert SENTINEL not in run.stdout and SENTINEL not in run.stderr
-    # Files: the run log, and anything ansible-runner or Ansible could have left on this machine.
-    places = [str(tmp / "logs"), "/tmp", "/var/tmp", str(Path.home() / ".ansible")]
-    found = subprocess.run(
-        ["grep", "-rl", "--exclude=shuttle.yml", SENTINEL, *[p for p in places if Path(p).exists()]],
-        capture_output=True, text=True, check=False,
-    ).stdout  # fmt: skip
-    assert found.strip() == "", found
-    on_host = host.exec(
-        f"grep -rl {SENTINEL} /tmp /var/tmp /root/.ansible /var/log 2>/dev/null; journalctl | grep -c {SENTINEL}"
-    ).stdout.split()
-    assert on_host == ["0"], on_host
-
-
-def test_ctrl_c_cancels_and_exits_130(launched, tmp_path) -> None:
-    host, _, _, _ = launched
+def test_ctrl_c_cancels_and_exits_130(launched: Launched, tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shuttle", "launch", *ssh_args(host, tmp_path), "--json"],
+        _shuttle_argv(launched, tmp_path, "--json"),
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
         env={**os.environ, "SHUTTLE_LOG_DIR": str(tmp_path / "logs")},
     )  # fmt: skip
@@ -151,3 +99,26 @@ def test_ctrl_c_cancels_and_exits_130(launched, tmp_path) -> None:
     assert proc.wait(timeout=120) == 130
     summary = json.loads(rest.strip().splitlines()[-1])
     assert summary["interrupted"] is True and summary["exit_code"] == 130
+
+
+def test_no_secret_leaks_into_argv_logs_output_or_files(launched: Launched) -> None:
+    host = launched.host
+    generated = [host.exec(f"cat /etc/shuttle/secrets/{name}", check=True).stdout.strip() for name in GENERATED]
+    assert all(len(secret) >= 16 for secret in generated)
+    secrets = [SENTINEL, *generated]
+    run = launched.run
+    for secret in secrets:
+        assert not any(secret in argv for argv in launched.argv_seen), "a secret was on a command line"
+        assert secret not in run.stdout and secret not in run.stderr, "a secret was in the NDJSON output"
+    # Files: the run log, and anything ansible-runner or Ansible could have left on this machine or the host.
+    places = [str(launched.tmp / "logs"), "/tmp", "/var/tmp", str(Path.home() / ".ansible")]
+    places = [p for p in places if Path(p).exists()]
+    for secret in secrets:
+        found = subprocess.run(
+            ["grep", "-rlF", "--exclude=shuttle.yml", secret, *places], capture_output=True, text=True, check=False
+        ).stdout
+        assert found.strip() == "", f"a secret was left in: {found}"
+        on_host = host.exec(
+            f"grep -rlF '{secret}' /tmp /var/tmp /root/.ansible /var/log 2>/dev/null; journalctl | grep -cF '{secret}'"
+        ).stdout.split()
+        assert on_host == ["0"], on_host

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 from shuttle.config import ShuttleConfig
+from tests.conftest import stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_default_scenario(base_images, tmp_path) -> None:
     config = tmp_path / "shuttle.json"
-    config.write_text(json.dumps(ShuttleConfig().to_extravars()))
+    config.write_text(json.dumps(ShuttleConfig(**stack_config()).to_extravars()))
     env = {
         **os.environ,
         "SHUTTLE_IMAGE_DEBIAN12": base_images["debian12"],

@@ -121,6 +121,10 @@ class Acme(_Section):
         pattern=r"^https://\S+$",
         description="ACME directory URL; point it at a staging or private CA to test.",
     )
+    ca_root: Path | None = Field(
+        None,
+        description="PEM file on the controller: the root CA of a private ACME server's HTTPS certificate (Pebble).",
+    )
 
 
 class Tls(_Section):
@@ -130,6 +134,21 @@ class Tls(_Section):
     )
     cert_path: Path | None = Field(None, description="PEM certificate chain on the controller, for mode=provided.")
     key_path: Path | None = Field(None, description="PEM private key on the controller, for mode=provided.")
+
+
+class DockerSource(StrEnum):
+    distro = "distro"
+    docker = "docker"
+
+
+class Docker(_Section):
+    source: DockerSource = Field(
+        DockerSource.distro,
+        description=(
+            "distro: Debian/Ubuntu packages (reachable through mirrors and offline caches, security-patched by the"
+            " distribution; Debian 12 gets Compose v1); docker: Docker's own apt repository (docker-ce, Compose v2)."
+        ),
+    )
 
 
 class Images(_Section):
@@ -194,6 +213,7 @@ class ShuttleConfig(BaseSettings):
     acme: Acme = Field(default_factory=Acme)
     tls: Tls = Field(default_factory=Tls)
     images: Images = Field(default_factory=Images)
+    docker: Docker = Field(default_factory=Docker)
     images_bundle: Path | None = Field(
         None, description="A `docker save` tarball on the controller, loaded instead of pulling images."
     )
@@ -219,6 +239,8 @@ class ShuttleConfig(BaseSettings):
                     raise _FieldError(f"tls.{name}", None, "is required when tls.mode is provided")
                 if not path.is_file():
                     raise _FieldError(f"tls.{name}", str(path), "is not a readable file")
+        if self.acme.ca_root is not None and not self.acme.ca_root.is_file():
+            raise _FieldError("acme.ca_root", str(self.acme.ca_root), "is not a readable file")
         if self.images_bundle is not None and not self.images_bundle.is_file():
             raise _FieldError("images_bundle", str(self.images_bundle), "is not a readable file")
         s3_keys = self.backup.s3_access_key_id and self.backup.s3_secret_access_key

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ import yaml
 from tests.harness import hosts
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(os.environ.get("SHUTTLE_VENV_BIN", "/opt/shuttle-venv/bin"))
+VENV_BIN = Path(sys.executable).parent
 DISTROS = ("debian12", "debian13")
 #: The last role of launch.yml these tests are about; later ones (Docker, the stack) have their own.
 LAST_ROLE = "fail2ban"

@@ -25,6 +25,8 @@ STATE_DIR = Path(os.environ.get("SHUTTLE_TEST_STATE", "/var/tmp/shuttle-test"))
 RUN_FLAGS = (
     "--cap-add=ALL",
     "--cap-drop=SYS_RESOURCE",
+    # A test host must not set this machine's clock (a time daemon inside would).
+    "--cap-drop=SYS_TIME",
     "--security-opt=seccomp=unconfined",
     "--security-opt=apparmor=unconfined",
     "--security-opt=systempaths=unconfined",

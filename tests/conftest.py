@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import standins
 from tests.harness import hosts, images
 
 
@@ -103,9 +104,7 @@ def shuttle(tmp_path: Path) -> Callable[..., Run]:
 
 def stack_config(**overrides: object) -> dict:
     """A config that runs the test stand-ins from the offline images bundle (no registry here)."""
-    from tests.standins import IMAGES, bundle  # noqa: PLC0415 - building the bundle is slow; only when used
-
-    return {"images": dict(IMAGES), "images_bundle": str(bundle()), **overrides}
+    return {**standins.config(), **overrides}
 
 
 def launch(host: hosts.TestHost, config: dict, *args: str, tmp: Path, timeout: int = 1800) -> Run:

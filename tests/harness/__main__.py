@@ -3,6 +3,7 @@
     python -m tests.harness build                  build (or reuse) the Debian 12 and 13 base images
     python -m tests.harness start [DISTRO]         start a test host, print its SSH target
     python -m tests.harness launch [DISTRO] [ARGS] start a test host and run `shuttle launch` on it
+                                                   (with the stand-in images bundle unless --config is given)
     python -m tests.harness destroy                remove every test host
 """
 
@@ -10,8 +11,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import yaml
+
+from tests import standins
 from tests.harness import hosts, images
+
+
+def standin_config(name: str) -> Path:
+    """No registry is reachable here: launch the test stand-ins from the offline images bundle."""
+    path = hosts.STATE_DIR / f"{name}.shuttle.yml"
+    path.write_text(yaml.safe_dump(standins.config()))
+    return path
 
 
 def main(argv: list[str]) -> int:
@@ -27,6 +39,8 @@ def main(argv: list[str]) -> int:
         if command == "start":
             return 0
         extra = [arg for arg in argv[1:] if arg != distro]
+        if "--config" not in extra and "-c" not in extra:
+            extra += ["--config", str(standin_config(host.name))]
         known_hosts = hosts.STATE_DIR / f"{host.name}.known_hosts"
         shuttle = [sys.executable, "-m", "shuttle", "launch", host.target, "--ssh-key", str(host.key),
                    "--known-hosts", str(known_hosts), *extra]  # fmt: skip

@@ -267,3 +267,8 @@ def bundle(directory: Path = STATE_DIR, *, force: bool = False) -> Path:
         if stale != path:
             stale.unlink(missing_ok=True)
     return path
+
+
+def config() -> dict[str, object]:
+    """The Shuttle config keys that run these stand-ins from the offline bundle instead of the real images."""
+    return {"images": dict(IMAGES), "images_bundle": str(bundle())}

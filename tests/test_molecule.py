@@ -10,13 +10,18 @@ from pathlib import Path
 
 from shuttle.config import ShuttleConfig
 from tests.conftest import stack_config
+from tests.harness import hosts
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_default_scenario(base_images, tmp_path) -> None:
     config = tmp_path / "shuttle.json"
-    config.write_text(json.dumps(ShuttleConfig(**stack_config()).to_extravars()))
+    # Molecule reaches its hosts with `docker exec`, so root has no authorized key there; the ssh role's
+    # lockout guard would rightly refuse to make SSH key-only. An admin key in the config is what users give.
+    admin_key = hosts.ssh_key().with_suffix(".pub").read_text().strip()
+    settings = ShuttleConfig(**stack_config(ssh={"admin_keys": [admin_key]}))
+    config.write_text(json.dumps(settings.to_extravars()))
     env = {
         **os.environ,
         "SHUTTLE_IMAGE_DEBIAN12": base_images["debian12"],

@@ -35,3 +35,8 @@ def test_stack_serves_openemr_over_https(host):
 def test_http_redirects_to_https(host):
     code = host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/").stdout
     assert code in ("301", "308")
+
+
+def test_admin_key_from_the_config_is_authorized(host):
+    keys = host.file("/root/.ssh/authorized_keys").content_string
+    assert "shuttle-test" in keys

@@ -49,7 +49,12 @@ class Run:
         )
 
     def explain(self) -> str:
-        return self.stdout[-6000:] + self.stderr[-2000:]
+        """What an assertion shows when a run went wrong: exit code, failure messages, output tails."""
+        try:
+            failures = self.failures
+        except ValueError:  # not JSON: the CLI itself failed before any event
+            failures = ""
+        return f"exit {self.returncode}\nfailures: {failures}\n{self.stdout[-6000:]}{self.stderr[-2000:]}"
 
 
 def run_shuttle(*args: str, config: dict | None = None, tmp: Path, env: dict | None = None, timeout: int = 1800) -> Run:

@@ -5,8 +5,8 @@ check mode on the fresh host, a first run, a second run that must change nothing
 fail2ban and firewall checks from other hosts on the same Docker network, as an attacker and an
 admin would see them. Nothing is mocked; the hosts are the harness' disposable systemd containers.
 
-`converge()` runs ansible-playbook directly until the `shuttle` CLI can drive these hosts; it
-takes the same config the CLI validates and passes as the extra variable `shuttle`.
+`converge()` runs ansible-playbook directly (see its docstring for why not the CLI); it takes the
+same config the CLI validates and passes as the extra variable `shuttle`.
 """
 
 from __future__ import annotations
@@ -47,13 +47,6 @@ BASE_CONFIG = {
     "ssh": {"port": 22, "allowed_sources": ["0.0.0.0/0", "::/0"], "admin_keys": []},
 }
 
-#: Options for ssh runs from this machine or from inside a test host.
-SSH_OPTS = [
-    "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5",
-]  # fmt: skip
-
-
 def _merge(base: dict, extra: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in extra.items():
@@ -75,7 +68,8 @@ def converge(
 ) -> subprocess.CompletedProcess[str]:
     """Run playbooks/launch.yml on `host` with the test config merged with `extra_config`.
 
-    Stand-in for `shuttle launch` until the CLI can reach the test hosts. The play's roles run
+    Not `shuttle launch`: the CLI always runs the whole playbook (stack included) and takes no
+    role variables, while these tests stop after the hardening roles and set test-only knobs. The play's roles run
     as launch.yml wires them, up to and including `through` (None: all of them), so these tests
     need neither the stack's images nor its settings. `connection="docker"` reaches the host with
     `docker exec` instead of SSH, standing in for a launch run on the host itself (a local
@@ -155,7 +149,7 @@ def _tcp_open(client: hosts.TestHost, ip: str, port: int) -> bool:
 
 
 def _ssh_from(client: hosts.TestHost, key: str, ip: str, port: int = 22) -> subprocess.CompletedProcess[str]:
-    return client.exec(f"ssh -i {key} {' '.join(SSH_OPTS)} -p {port} root@{ip} true")
+    return client.exec(f"ssh {' '.join(hosts.ssh_options(Path(key)))} -p {port} root@{ip} true")
 
 
 @dataclass

@@ -199,27 +199,25 @@ def test_no_generated_secret_in_the_output(full: Converged) -> None:
 # These two leave the host's stack broken: they run last on this module's host.
 
 
-def test_an_image_missing_everywhere_fails_fast_naming_the_service(full: Converged) -> None:
-    images = {**IMAGES, "openemr": "shuttle-standin/openemr:0.0-not-anywhere"}
+def _launch_broken(full: Converged, openemr_image: str) -> str:
+    """Launch with a broken app image; the run must fail within a bounded time. Returns its failure messages."""
     started = time.monotonic()
-    run = full.converge(stack_config(**SENTINEL_CONFIG, images=images))
+    run = full.converge(stack_config(**SENTINEL_CONFIG, images={**IMAGES, "openemr": openemr_image}))
     elapsed = time.monotonic() - started
     assert run.returncode != 0
     assert elapsed < 180, f"took {elapsed:.0f}s"
-    message = run.failures
+    return run.failures
+
+
+def test_an_image_missing_everywhere_fails_fast_naming_the_service(full: Converged) -> None:
+    message = _launch_broken(full, "shuttle-standin/openemr:0.0-not-anywhere")
     assert "service app" in message and "shuttle-standin/openemr:0.0-not-anywhere" in message, message
     assert "could not be pulled" in message, message
 
 
 def test_an_image_that_does_not_start_fails_fast_with_its_logs(full: Converged) -> None:
     # The database image in the app's place: it exits at once (no MARIADB_ROOT_PASSWORD) and restarts in a loop.
-    images = {**IMAGES, "openemr": IMAGES["mariadb"]}
-    started = time.monotonic()
-    run = full.converge(stack_config(**SENTINEL_CONFIG, images=images))
-    elapsed = time.monotonic() - started
-    assert run.returncode != 0
-    assert elapsed < 180, f"took {elapsed:.0f}s"
-    message = run.failures
+    message = _launch_broken(full, IMAGES["mariadb"])
     assert "service app is" in message, message
     assert "log lines" in message and "password option is not specified" in message, message
 

@@ -41,9 +41,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import Run, run_shuttle, ssh_args
+from tests.conftest import Run, run_shuttle, ssh_args, stack_config
 from tests.harness import hosts
-from tests.standins import IMAGES, bundle
 
 pytestmark = pytest.mark.hosts
 
@@ -188,21 +187,11 @@ def start_pebble(directory: Path) -> Pebble:
 
 
 def _config(pebble: Pebble, domain: str) -> dict:
-    return {
-        "images": dict(IMAGES),
-        "images_bundle": str(bundle()),
-        "domain": domain,
-        "tls": {"mode": "acme"},
-        "acme": {"email": "admin@shuttle.test", "directory_url": pebble.directory_url, "ca_root": str(pebble.https_ca)},
-    }
-
-
-def _explain(run: Run) -> str:
-    try:
-        failed = [e for e in run.events if e.get("status") in ("failed", "unreachable")]
-    except ValueError:  # not JSON: the CLI itself failed
-        failed = []
-    return f"exit {run.returncode}\nfailed: {failed}\nstdout tail: {run.stdout[-3000:]}\nstderr: {run.stderr[-2000:]}"
+    return stack_config(
+        domain=domain,
+        tls={"mode": "acme"},
+        acme={"email": "admin@shuttle.test", "directory_url": pebble.directory_url, "ca_root": str(pebble.https_ca)},
+    )
 
 
 def _acme_warnings(run: Run) -> list[str]:
@@ -242,7 +231,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
         host = hosts.start("debian13")
         state = Tls(host, pebble, tmp, pebble.get("/roots/0"), pebble.get("/intermediates/0"))
         run = state.launch("acme", DOMAIN, "--json")
-        assert run.returncode == 0, _explain(run)
+        assert run.returncode == 0, run.explain()
         yield state
     finally:
         pebble.stop()
@@ -255,7 +244,7 @@ def fallback(tls: Tls) -> Tls:
     """Stage 2: Pebble stopped, the host launched again for a domain it has no certificate for."""
     tls.pebble.stop()
     run = tls.launch("fallback", DOWN_DOMAIN, "--json")
-    assert run.returncode == 0, _explain(run)
+    assert run.returncode == 0, run.explain()
     return tls
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -99,28 +100,28 @@ def _env(private: Path, forks: int) -> dict[str, str]:
 
 
 def count_tasks(playbook: Path, inventory: Path, extravars: Path, env: dict[str, str]) -> int | None:
-    """Host-tasks the run will report, for the progress total (tasks listed by Ansible x hosts)."""
-    base = [
+    """Host-tasks the run will report, for the progress total: per play, its tasks times its hosts.
+
+    One `ansible-playbook --list-hosts --list-tasks` call lists both, so the playbook is parsed once.
+    """
+    argv = [
         shutil.which("ansible-playbook", path=env["PATH"]) or "ansible-playbook",
-        "-i",
-        str(inventory),
-        "-e",
-        f"@{extravars}",
-    ]
+        "-i", str(inventory), "-e", f"@{extravars}", "--list-hosts", "--list-tasks", str(playbook),
+    ]  # fmt: skip
     try:
-        tasks = subprocess.run(
-            [*base, "--list-tasks", str(playbook)], capture_output=True, text=True, env={**os.environ, **env},
-            timeout=60, check=True,
-        ).stdout  # fmt: skip
-        hosts = subprocess.run(
-            [*base, "--list-hosts", str(playbook)], capture_output=True, text=True, env={**os.environ, **env},
-            timeout=60, check=True,
-        ).stdout  # fmt: skip
+        listing = subprocess.run(
+            argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=60, check=True
+        ).stdout
     except (subprocess.SubprocessError, OSError):
         return None
-    n_tasks = sum(1 for line in tasks.splitlines() if line.startswith("      ") and "TAGS:" in line)
-    host_lines = [line for line in hosts.splitlines() if line.startswith("      ")]
-    return n_tasks * max(len(host_lines), 1) or None
+    total, hosts = 0, 1
+    for line in listing.splitlines():
+        play_hosts = re.match(r"^\s+hosts \((\d+)\):", line)
+        if play_hosts:
+            hosts = int(play_hosts.group(1))
+        elif line.startswith("      ") and "TAGS:" in line:
+            total += hosts
+    return total or None
 
 
 def run(
@@ -182,7 +183,6 @@ def run(
             event_handler=handle,
             cancel_callback=lambda: interrupt.requested,
             quiet=True,
-            suppress_env_files=False,
         )
         result.interrupted = interrupt.requested or runner.status == "canceled"
         if runner.status in ("failed", "error") and not result.hosts:

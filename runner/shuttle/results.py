@@ -64,10 +64,6 @@ class RunResult:
             return EXIT_BAD_INPUT
         return EXIT_OK
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == EXIT_OK
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "event": "summary",

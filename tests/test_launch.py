@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shlex
 import signal
 import subprocess
 import sys
@@ -107,18 +108,22 @@ def test_no_secret_leaks_into_argv_logs_output_or_files(launched: Launched) -> N
     assert all(len(secret) >= 16 for secret in generated)
     secrets = [SENTINEL, *generated]
     run = launched.run
-    for secret in secrets:
-        assert not any(secret in argv for argv in launched.argv_seen), "a secret was on a command line"
-        assert secret not in run.stdout and secret not in run.stderr, "a secret was in the NDJSON output"
+    # Booleans first, so that a failing assertion names the leak without printing the secret itself.
+    for index, secret in enumerate(secrets):
+        on_command_line = any(secret in argv for argv in launched.argv_seen)
+        in_output = secret in run.stdout or secret in run.stderr
+        assert not on_command_line, f"secret #{index} was on a command line"
+        assert not in_output, f"secret #{index} was in the NDJSON output"
     # Files: the run log, and anything ansible-runner or Ansible could have left on this machine or the host.
     places = [str(launched.tmp / "logs"), "/tmp", "/var/tmp", str(Path.home() / ".ansible")]
     places = [p for p in places if Path(p).exists()]
     for secret in secrets:
-        found = subprocess.run(
-            ["grep", "-rlF", "--exclude=shuttle.yml", secret, *places], capture_output=True, text=True, check=False
-        ).stdout
+        # `-e`: a generated secret (token_urlsafe) may begin with "-" and must not be read as an option.
+        grep = ["grep", "-rlF", "--exclude=shuttle.yml", "-e", secret, *places]
+        found = subprocess.run(grep, capture_output=True, text=True, check=False).stdout
         assert found.strip() == "", f"a secret was left in: {found}"
         on_host = host.exec(
-            f"grep -rlF '{secret}' /tmp /var/tmp /root/.ansible /var/log 2>/dev/null; journalctl | grep -cF '{secret}'"
+            f"grep -rlF -e {shlex.quote(secret)} /tmp /var/tmp /root/.ansible /var/log 2>/dev/null;"
+            f" journalctl | grep -cF -e {shlex.quote(secret)}"
         ).stdout.split()
         assert on_host == ["0"], on_host

@@ -47,6 +47,7 @@ BASE_CONFIG = {
     "ssh": {"port": 22, "allowed_sources": ["0.0.0.0/0", "::/0"], "admin_keys": []},
 }
 
+
 def _merge(base: dict, extra: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in extra.items():
@@ -366,7 +367,7 @@ def test_published_ports_filtered_after_docker_restart(with_docker: Converged, c
 
 
 def test_docker_ban_action_reaches_containers(with_docker: Converged, clients: Clients) -> None:
-    """The shuttle-docker action (for a later web-login jail) blocks published ports, and keeps
+    """The shuttle-docker action (the OpenEMR login jail's) blocks published ports, and keeps
     blocking across `ufw reload` and `systemctl restart docker`."""
     host, attacker = with_docker.host, clients.attacker
     jail = (

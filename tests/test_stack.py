@@ -1,10 +1,10 @@
 """The docker and stack roles on a real Debian 13 test host, with the stand-in images bundle.
 
-A host is converged with the launch playbook's preflight, docker and stack roles (wired exactly as
-playbooks/launch.yml wires them, from the config model's extra vars), then checked from this machine
-over the test network as a browser would: HTTPS login page, the admin's login with the password read
-from the host, HTTP redirect, HSTS; then a second converge must change nothing and recreate no container,
-and broken image references must fail fast with a message that names the service.
+The host is checked from other test hosts on the same network, as a browser would see it: HTTPS login
+page, the admin's login with the password read from the host, HTTP redirect, HSTS, and a ban at the
+firewall after repeated failed logins while another client is still served. A second converge must
+change nothing and recreate no container, and broken image references must fail fast with a message
+that names the service.
 
 Every converge is a real `shuttle launch --json`; the module's main host is the session's shared
 launched host (tests/conftest.py), so its first launch is paid once for the whole suite.
@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,56 @@ def request(ip: str, method: str, path: str, *, tls: bool = True, body: str | No
     response.body = response.read()  # type: ignore[attr-defined]
     conn.close()
     return response
+
+
+#: Runs on a client host: one request, no redirects followed, certificate not checked (as `curl -k`).
+_CLIENT_REQUEST = """
+import http.client, json, ssl, sys
+ip, method, path, tls, body = json.load(sys.stdin)
+context = ssl._create_unverified_context()
+if tls:
+    conn = http.client.HTTPSConnection(ip, 443, timeout=5, context=context)
+else:
+    conn = http.client.HTTPConnection(ip, 80, timeout=5)
+headers = {"Content-Type": "application/x-www-form-urlencoded"} if body is not None else {}
+try:
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    print(json.dumps({"status": r.status, "headers": dict(r.getheaders()), "body": r.read().decode(errors="replace")}))
+except OSError as e:
+    print(json.dumps({"error": repr(e)}))
+"""
+
+#: Where OpenEMR's login form posts to.
+LOGIN_POST = "/interface/main/main_screen.php?auth=login&site=default"
+
+
+@dataclass
+class Client:
+    """Another test host on the network, making requests to the OpenEMR host with its own address."""
+
+    host: hosts.TestHost
+
+    def request(self, ip: str, method: str, path: str, *, tls: bool = True, body: str | None = None) -> dict:
+        """{status, headers, body}, or {error} when no HTTP answer came (refused, dropped, timed out)."""
+        payload = json.dumps([ip, method, path, tls, body])
+        out = self.host.exec(f"python3 -c '{_CLIENT_REQUEST}'", input=payload)  # the script has no single quote
+        return json.loads(out.stdout)
+
+    def login(self, ip: str, user: str, password: str) -> dict:
+        form = urllib.parse.urlencode({"new_login_session_management": "1", "authUser": user, "clearPass": password})
+        return self.request(ip, "POST", LOGIN_POST, body=form)
+
+
+@dataclass
+class Clients:
+    browser: Client
+    attacker: Client
+
+
+@pytest.fixture(scope="module")
+def clients(host_factory) -> Clients:
+    return Clients(Client(host_factory("debian13")), Client(host_factory("debian13")))
 
 
 def containers(host: hosts.TestHost) -> dict[str, tuple[str, str]]:
@@ -107,31 +158,52 @@ def empty(host_factory, tmp_path_factory) -> Converged:
     return state
 
 
-def test_https_serves_the_login_page(full: Converged) -> None:
-    response = request(full.host.ip, "GET", "/interface/login/login.php")
-    assert response.status == 200
-    assert b"authUser" in response.body  # type: ignore[attr-defined]
+def test_https_serves_the_login_page(full: Converged, clients: Clients) -> None:
+    response = clients.browser.request(full.host.ip, "GET", "/interface/login/login.php")
+    assert response.get("status") == 200, response
+    assert "authUser" in response["body"]
 
 
-def test_admin_logs_in_with_the_generated_password(full: Converged) -> None:
+def test_admin_logs_in_with_the_generated_password(full: Converged, clients: Clients) -> None:
     password = full.secrets()["openemr-admin-password"]
     assert len(password) >= 24
-    ok = request(full.host.ip, "POST", "/interface/login/login.php", body=f"authUser=admin&clearPass={password}")
-    assert ok.status == 302
-    wrong = request(full.host.ip, "POST", "/interface/login/login.php", body="authUser=admin&clearPass=not-it")
-    assert wrong.status == 401
+    ok = clients.browser.login(full.host.ip, "admin", password)
+    assert (ok.get("status"), ok["headers"].get("Location")) == (302, "/interface/main/main.php"), ok
+    wrong = clients.browser.login(full.host.ip, "admin", "not-it")
+    assert wrong.get("status") == 200 and "login.php?error=1" in wrong["body"], wrong
 
 
-def test_http_redirects_to_https(full: Converged) -> None:
-    response = request(full.host.ip, "GET", "/interface/login/login.php", tls=False)
-    assert response.status in (301, 302, 307, 308)
-    assert response.getheader("Location", "").startswith(f"https://{full.host.ip}/")
+def test_http_redirects_to_https(full: Converged, clients: Clients) -> None:
+    response = clients.browser.request(full.host.ip, "GET", "/interface/login/login.php", tls=False)
+    assert response.get("status") in (301, 302, 307, 308), response
+    assert response["headers"].get("Location", "").startswith(f"https://{full.host.ip}/")
 
 
-def test_hsts_is_sent(full: Converged) -> None:
-    header = request(full.host.ip, "GET", "/").getheader("Strict-Transport-Security", "")
+def test_hsts_is_sent(full: Converged, clients: Clients) -> None:
+    header = clients.browser.request(full.host.ip, "GET", "/")["headers"].get("Strict-Transport-Security", "")
     max_age = re.search(r"max-age=(\d+)", header)
     assert max_age and int(max_age.group(1)) >= 31536000, header
+
+
+def test_failed_logins_get_the_client_banned(full: Converged, clients: Clients) -> None:
+    """10 failed logins from one host: fail2ban reads them in the proxy's log and drops that host's
+    HTTP(S) before Docker's NAT, while another host is still served."""
+    ip, attacker = full.host.ip, clients.attacker
+    assert attacker.request(ip, "GET", "/interface/login/login.php").get("status") == 200
+    try:
+        for _ in range(10):
+            failed = attacker.login(ip, "admin", "guessing")
+            assert failed.get("status") == 200 and "error=1" in failed["body"], failed
+        deadline = time.monotonic() + 30
+        while attacker.host.ip not in full.host.exec("fail2ban-client status shuttle-openemr").stdout:
+            assert time.monotonic() < deadline, full.host.exec("fail2ban-client status shuttle-openemr").stdout
+            time.sleep(1)
+        after = attacker.request(ip, "GET", "/interface/login/login.php")
+        assert "error" in after, f"a banned host still got an answer: {after.get('status')}"
+        assert clients.browser.request(ip, "GET", "/interface/login/login.php").get("status") == 200
+    finally:
+        full.host.exec(f"fail2ban-client set shuttle-openemr unbanip {attacker.host.ip}")
+    assert attacker.request(ip, "GET", "/interface/login/login.php").get("status") == 200
 
 
 def test_the_app_is_configured_with_its_admin(full: Converged) -> None:

@@ -1,9 +1,9 @@
 """The stand-in images honour the contracts Shuttle relies on (see tests/standins).
 
 Every other stack test trusts these images to behave like the real ones: set up the site from the env
-on first start, refuse a wrong password with a 401 the proxy log can see, and stay unconfigured with
-MANUAL_SETUP=yes. These tests check exactly that on real containers, quickly, so a broken stand-in
-fails here and not as a puzzling failure in a slow end-to-end test.
+on first start, answer logins as OpenEMR's main_screen.php does (the fail2ban filter relies on it),
+and stay unconfigured with MANUAL_SETUP=yes. These tests check exactly that on real containers,
+quickly, so a broken stand-in fails here and not as a puzzling failure in a slow end-to-end test.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 LOGIN = "http://localhost/interface/login/login.php"
+#: Where OpenEMR's login form posts to.
+LOGIN_POST = "http://localhost/interface/main/main_screen.php?auth=login&site=default"
 
 
 @dataclass
@@ -47,9 +49,13 @@ class Stack:
 
     def login(self, jar: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
         """POST the login form; `-w` prints the status code and redirect target after the body."""
-        form = [f"authUser={self.admin_user}", f"clearPass={self.admin_pass if password is None else password}"]
+        form = [
+            "new_login_session_management=1",
+            f"authUser={self.admin_user}",
+            f"clearPass={self.admin_pass if password is None else password}",
+        ]
         fields = [arg for field in form for arg in ("--data-urlencode", field)]
-        return self.curl("-c", jar, "-w", "\n%{http_code} %{redirect_url}", *fields, LOGIN)
+        return self.curl("-c", jar, "-w", "\n%{http_code} %{redirect_url}", *fields, LOGIN_POST)
 
 
 def wait_for_status(stack: Stack, container: str, timeout: float = 90) -> None:
@@ -113,10 +119,14 @@ def test_admin_logs_in_with_oe_credentials(stack: Stack) -> None:
     assert f"Welcome {stack.admin_user}" in main.stdout
 
 
-def test_wrong_password_is_a_401(stack: Stack) -> None:
+def test_wrong_password_sends_back_to_the_login_page(stack: Stack) -> None:
+    """OpenEMR answers a failed login with 200 and a script back to login.php?error=1, not a redirect."""
     failed = stack.login("/tmp/jar-wrong", password="wrong")
-    assert failed.stdout.splitlines()[-1].strip() == "401"
-    assert "Invalid username or password" in failed.stdout
+    assert failed.stdout.splitlines()[-1].strip() == "200"
+    assert "/interface/login/login.php?error=1" in failed.stdout
+    again = stack.curl("-b", "/tmp/jar-wrong", "http://localhost/interface/main/main.php", "-w", "\n%{http_code}")
+    assert again.stdout.splitlines()[-1] == "302", "a failed login must not give a session"
+    assert "Invalid username or password" in stack.curl(LOGIN + "?error=1&site=default").stdout
 
 
 def test_patient_and_document_are_recorded(stack: Stack) -> None:

@@ -44,9 +44,7 @@ class Run:
     @property
     def failures(self) -> str:
         """Every failure message the run reported, one per line."""
-        return "\n".join(
-            str(e.get("message", "")) for e in self.events if e.get("status") in ("failed", "rejected")
-        )
+        return "\n".join(str(e.get("message", "")) for e in self.events if e.get("status") in ("failed", "rejected"))
 
     def explain(self) -> str:
         """What an assertion shows when a run went wrong: exit code, failure messages, output tails."""

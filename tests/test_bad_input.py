@@ -23,8 +23,12 @@ CONFIG_CASES = [
     ("acme-email", [], {"acme": {"email": "nobody"}}, "'acme.email' = 'nobody'"),
     ("acme-url", [], {"acme": {"directory_url": "http://insecure/dir"}}, "'acme.directory_url'"),
     ("provided-needs-cert", [], {"tls": {"mode": "provided"}}, "'tls.cert_path' is required"),
-    ("provided-missing-file", [], {"tls": {"mode": "provided", "cert_path": "/nonexistent.pem",
-                                           "key_path": "/nonexistent.key"}}, "'tls.cert_path' = '/nonexistent.pem'"),
+    (
+        "provided-missing-file",
+        [],
+        {"tls": {"mode": "provided", "cert_path": "/nonexistent.pem", "key_path": "/nonexistent.key"}},
+        "'tls.cert_path' = '/nonexistent.pem'",
+    ),
     ("image-latest", [], {"images": {"openemr": "openemr/openemr:latest"}}, "'images.openemr'"),
     ("image-untagged", [], {"images": {"mariadb": "mariadb"}}, "'images.mariadb' = 'mariadb'"),
     ("image-malformed", [], {"images": {"proxy": "Bad Image!"}}, "'images.proxy'"),
@@ -139,8 +143,8 @@ def old_debian(host_factory):
     """A host claiming to be Debian 11, which Shuttle does not support."""
     host = host_factory("debian12")
     host.exec(
-        "echo 11.11 > /etc/debian_version && sed -i 's/^VERSION_ID=.*/VERSION_ID=\"11\"/;"
-        "s/^VERSION=.*/VERSION=\"11 (bullseye)\"/;s/^VERSION_CODENAME=.*/VERSION_CODENAME=bullseye/' "
+        'echo 11.11 > /etc/debian_version && sed -i \'s/^VERSION_ID=.*/VERSION_ID="11"/;'
+        's/^VERSION=.*/VERSION="11 (bullseye)"/;s/^VERSION_CODENAME=.*/VERSION_CODENAME=bullseye/\' '
         f"/usr/lib/os-release && touch {MARKER}",
         check=True,
     )

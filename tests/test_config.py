@@ -56,9 +56,7 @@ def test_extravars_reveal_secrets_only_there(tmp_path) -> None:
 
 
 def test_schema_command_prints_the_models_schema() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "shuttle", "schema"], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([sys.executable, "-m", "shuttle", "schema"], capture_output=True, text=True, check=True).stdout
     schema = json.loads(out)
     assert schema == config.schema()
     assert {"domain", "tls", "images", "ssh", "backup", "mode", "images_bundle"} <= set(schema["properties"])

@@ -19,7 +19,5 @@ def test_ansible_lint_production_profile() -> None:
 
 
 def test_ruff() -> None:
-    proc = subprocess.run(
-        [str(BIN / "ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([str(BIN / "ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-5000:]

@@ -1,10 +1,10 @@
 """Command line for the test harness, for people and scripts (bench/, the README's launch command).
 
-    python -m tests.harness build                  build (or reuse) the Debian 12 and 13 base images
-    python -m tests.harness start [DISTRO]         start a test host, print its SSH target
-    python -m tests.harness launch [DISTRO] [ARGS] start a test host and run `shuttle launch` on it
-                                                   (with the stand-in images bundle unless --config is given)
-    python -m tests.harness destroy                remove every test host
+python -m tests.harness build                  build (or reuse) the Debian 12 and 13 base images
+python -m tests.harness start [DISTRO]         start a test host, print its SSH target
+python -m tests.harness launch [DISTRO] [ARGS] start a test host and run `shuttle launch` on it
+                                               (with the stand-in images bundle unless --config is given)
+python -m tests.harness destroy                remove every test host
 """
 
 from __future__ import annotations

@@ -59,6 +59,16 @@ CLI_CASES = [
 ]
 
 
+# `shuttle restore` and `shuttle backup`: refused before the host is contacted.
+RESTORE_CASES = [
+    ("restore-needs-yes", ["restore", "{target}"], "pass --yes to confirm"),
+    ("restore-snapshot", ["restore", "{target}", "--yes", "--snapshot", "x;y"], "--snapshot 'x;y'"),
+    ("restore-passphrase", ["restore", "{target}", "--yes", "--passphrase-file", "/nonexistent/p"],
+     "--passphrase-file '/nonexistent/p'"),
+    ("backup-unknown-option", ["backup", "{target}", "--snapshot", "latest"], "unrecognized arguments"),
+]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def victim(host_factory):
     """A host every bad input is aimed at; a marker file dates the start of the table."""
@@ -86,6 +96,13 @@ def test_bad_config_value(victim, tmp_path, name, args, config, text) -> None:
 def test_bad_cli_argument(victim, tmp_path, name, args, text) -> None:
     argv = [arg.format(target=victim.target, key=victim.key) for arg in args]
     run = run_shuttle("launch", *argv, "--known-hosts", str(tmp_path / "kh"), tmp=tmp_path)
+    _assert_refused(run, 2, text)
+
+
+@pytest.mark.parametrize(("name", "args", "text"), RESTORE_CASES, ids=[c[0] for c in RESTORE_CASES])
+def test_bad_backup_or_restore_argument(victim, tmp_path, name, args, text) -> None:
+    argv = [arg.format(target=victim.target) for arg in args]
+    run = run_shuttle(*argv, "--ssh-key", str(victim.key), "--known-hosts", str(tmp_path / "kh"), tmp=tmp_path)
     _assert_refused(run, 2, text)
 
 

@@ -193,10 +193,12 @@ def run(
 
 
 def _collect_messages(data: dict[str, Any], result: RunResult) -> None:
-    """Roles speak to the user through `set_stats` (aggregated lists `shuttle_notices`, `shuttle_warnings`):
-    the one channel that reaches the summary without any task's result being shown."""
+    """Roles speak to the user through `set_stats` (aggregated lists `shuttle_notices`, `shuttle_warnings`,
+    and the per-host mapping `shuttle_backups`): the one channel that reaches the summary without any
+    task's result being shown."""
     result.notices.extend(str(text) for text in data.get("shuttle_notices") or [])
     result.warnings.extend(str(text) for text in data.get("shuttle_warnings") or [])
+    result.backups.update(data.get("shuttle_backups") or {})
 
 
 def _startup_error(runner: Any) -> str:

@@ -43,6 +43,10 @@ class Event:
 def _message(result: dict[str, Any]) -> str | None:
     if result.get("censored"):
         return str(result["censored"])
+    stderr = str(result.get("stderr") or "").strip()
+    if result.get("msg") == "non-zero return code" and stderr:
+        # A command's own words say more than Ansible's summary of them.
+        return "\n".join(stderr.splitlines()[-5:])
     for key in ("msg", "reason"):
         if result.get(key):
             return str(result[key]).strip()

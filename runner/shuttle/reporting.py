@@ -162,6 +162,8 @@ class ConsoleReporter:
                 str(host.unreachable), str(host.skipped),
             )  # fmt: skip
         self.console.print(table)
+        for name, report in result.backups.items():
+            self.console.print(_backups_table(name, report))
         for notice in result.notices:
             self.console.print(escape(notice), highlight=False)
         for warning in result.warnings:
@@ -172,3 +174,22 @@ class ConsoleReporter:
         if result.interrupted:
             self.console.print("interrupted: the run was cancelled", markup=False)
         self.console.print(f"log: {result.log}", markup=False, highlight=False)
+
+
+def _backups_table(host: str, report: dict) -> Table:
+    """`shuttle backup --list`: one row per restorable backup, and the last scheduled run's result."""
+    last = report.get("last_run") or {}
+    caption = f"last run: {last.get('result', 'none yet')} {last.get('finished', '')} {last.get('message', '')}".strip()
+    state = report.get("repository_state")
+    if state and state != "ok":
+        caption += f"; repository: {state}"
+    table = Table(title=f"backups of {host} in {report.get('repository', '?')}", title_justify="left", caption=caption)
+    for column in ("backup", "time", "database", "files", "note"):
+        table.add_column(column)
+    for entry in report.get("backups") or []:
+        note = "safety (before a restore)" if entry.get("safety") else ""
+        table.add_row(
+            escape(str(entry["run"])), escape(str(entry["time"])), escape(str(entry.get("db"))),
+            escape(str(entry.get("files"))), note,
+        )  # fmt: skip
+    return table

@@ -45,6 +45,8 @@ class RunResult:
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    #: Per host, what the backup tool reported (`shuttle backup`): its backups and last run.
+    backups: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
 
     def host(self, name: str) -> HostResult:
@@ -73,5 +75,6 @@ class RunResult:
             "hosts": {name: asdict(result) for name, result in self.hosts.items()},
             "warnings": self.warnings,
             "notices": self.notices,
+            **({"backups": self.backups} if self.backups else {}),
             "log": self.log,
         }

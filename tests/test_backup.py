@@ -25,18 +25,16 @@ from pathlib import Path
 
 import pytest
 import requests
-import urllib3
 
 from tests.conftest import Run, launch, run_shuttle, ssh_args, stack_config
 from tests.harness import hosts
 
-pytestmark = pytest.mark.hosts
+# The test hosts serve Caddy's internal CA: requests to them are deliberately unverified.
+pytestmark = [pytest.mark.hosts, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
 SITES = "/var/www/localhost/htdocs/openemr/sites"
 SECRETS = "/etc/shuttle/secrets"
 LOGIN_POST = "/interface/main/main_screen.php?auth=login&site=default"
-
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 def _free_port() -> int:
@@ -70,7 +68,7 @@ def s3(tmp_path_factory) -> Iterator[str]:
 @dataclass
 class Sftp:
     host: hosts.TestHost
-    user: str = "backup"
+    user: str = "clinicbackup"
 
     def target(self, name: str) -> str:
         return f"sftp:{self.user}@{self.host.ip}:/srv/backups/{name}"
@@ -81,12 +79,12 @@ class Sftp:
 
 @pytest.fixture(scope="module")
 def sftp(host_factory) -> Sftp:
-    """An SFTP server: a plain test host with sshd and a `backup` user owning /srv/backups."""
+    """An SFTP server: a plain test host with sshd and a `clinicbackup` user owning /srv/backups."""
     server = Sftp(host_factory("debian13"))
+    user, keys = server.user, f"/home/{server.user}/.ssh/authorized_keys"
     server.host.exec(
-        "set -e; useradd -m -s /bin/sh backup; install -d -o backup -m 700 /srv/backups /home/backup/.ssh;"
-        " touch /home/backup/.ssh/authorized_keys; chown backup /home/backup/.ssh/authorized_keys;"
-        " chmod 600 /home/backup/.ssh/authorized_keys",
+        f"set -e; useradd -m -s /bin/sh {user}; install -d -o {user} -m 700 /srv/backups /home/{user}/.ssh;"
+        f" install -o {user} -m 600 /dev/null {keys}",
         check=True,
     )
     return server
@@ -101,6 +99,7 @@ class App:
 
     def session(self, user: str, password: str) -> requests.Session:
         session = requests.Session()
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment overrides verify=False
         session.verify = False
         form = {"new_login_session_management": "1", "authUser": user, "clearPass": password}
         response = session.post(self.base + LOGIN_POST, data=form, allow_redirects=False, timeout=30)
@@ -195,7 +194,8 @@ def s3_backup(endpoint: str, bucket: str) -> dict:
 @pytest.fixture(scope="module")
 def site_a(host_factory, tmp_path_factory, s3: str) -> Site:
     """Host A, launched with an S3 target and given patients and documents through the app."""
-    site = Site(host_factory("debian13"), tmp_path_factory.mktemp("site-a"), stack_config(backup=s3_backup(s3, "a")))
+    config = stack_config(backup=s3_backup(s3, "clinic-a"))
+    site = Site(host_factory("debian13"), tmp_path_factory.mktemp("site-a"), config)
     site.launch()
     app = App(site.host)
     session = app.session("admin", secret(site.host, "openemr-admin-password"))

@@ -41,6 +41,7 @@ CONFIG_CASES = [
     ("mode", [], {"mode": "turbo"}, "'mode' = 'turbo'"),
     ("unknown-key", [], {"domian": "emr.example.org"}, "'domian' is not a known setting"),
     ("backup-target", [], {"backup": {"target": "ftp://backup.example.org/x"}}, "'backup.target'"),
+    ("backup-s3-bucket", [], {"backup": {"target": "s3:https://s3.example.org/B"}}, "invalid S3 bucket name"),
     ("backup-retention", [], {"backup": {"retention": {"daily": -3}}}, "'backup.retention.daily' = -3"),
     ("backup-schedule", [], {"backup": {"schedule": "daily; rm -rf /"}}, "'backup.schedule'"),
     ("backup-s3-keys", [], {"backup": {"target": "s3:https://s3.example.org/b"}}, "'backup.s3_access_key_id'"),

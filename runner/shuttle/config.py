@@ -38,6 +38,7 @@ _SSH_KEY = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+=*( .*)?$"
 )
 _BACKUP_TARGET = re.compile(r"^(/[^\0]*|s3:https?://[^/\s]+/[^\s]+|sftp:[^@\s]+@[^:\s]+:/?[^\s]*)$")
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ON_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ -]{1,64}$")
 
 
@@ -82,6 +83,8 @@ def _network(value: str) -> str:
 def _backup_target(value: str) -> str:
     if not _BACKUP_TARGET.match(value):
         raise ValueError("must be an absolute path, s3:https://HOST/BUCKET[/PATH] or sftp:USER@HOST:/PATH")
+    if value.startswith("s3:") and not _S3_BUCKET.match(value.split("/")[3]):
+        raise ValueError("has an invalid S3 bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)")
     return value
 
 

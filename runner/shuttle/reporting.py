@@ -163,7 +163,8 @@ class ConsoleReporter:
             )  # fmt: skip
         self.console.print(table)
         for name, report in result.backups.items():
-            self.console.print(_backups_table(name, report))
+            if "backups" in report:  # `--list`; a plain `shuttle backup` reports in its notice
+                self.console.print(_backups_table(name, report))
         for notice in result.notices:
             self.console.print(escape(notice), highlight=False)
         for warning in result.warnings:

@@ -44,7 +44,7 @@ CONFIG_CASES = [
     ("backup-s3-bucket", [], {"backup": {"target": "s3:https://s3.example.org/B"}}, "invalid S3 bucket name"),
     ("backup-retention", [], {"backup": {"retention": {"daily": -3}}}, "'backup.retention.daily' = -3"),
     ("backup-schedule", [], {"backup": {"schedule": "daily; rm -rf /"}}, "'backup.schedule'"),
-    ("backup-s3-keys", [], {"backup": {"target": "s3:https://s3.example.org/b"}}, "'backup.s3_access_key_id'"),
+    ("backup-s3-keys", [], {"backup": {"target": "s3:https://s3.example.org/clinic-b"}}, "'backup.s3_access_key_id'"),
     ("admin-user", [], {"admin_user": "a"}, "'admin_user' = 'a'"),
     ("images-bundle", [], {"images_bundle": "/nonexistent/images.tar"}, "'images_bundle' = '/nonexistent/images.tar'"),
 ]

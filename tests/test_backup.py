@@ -28,13 +28,13 @@ import requests
 
 from tests.conftest import Run, launch, run_shuttle, ssh_args, stack_config
 from tests.harness import hosts
+from tests.standins import LOGIN_POST
 
 # The test hosts serve Caddy's internal CA: requests to them are deliberately unverified.
 pytestmark = [pytest.mark.hosts, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
 SITES = "/var/www/localhost/htdocs/openemr/sites"
 SECRETS = "/etc/shuttle/secrets"
-LOGIN_POST = "/interface/main/main_screen.php?auth=login&site=default"
 
 
 def _free_port() -> int:

@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import SENTINEL_CONFIG, Launched, Run, launch
 from tests.conftest import stack_config as base_stack_config
 from tests.harness import hosts
-from tests.standins import IMAGES
+from tests.standins import IMAGES, LOGIN_POST
 
 pytestmark = pytest.mark.hosts
 
@@ -81,9 +81,6 @@ try:
 except OSError as e:
     print(json.dumps({"error": repr(e)}))
 """
-
-#: Where OpenEMR's login form posts to.
-LOGIN_POST = "/interface/main/main_screen.php?auth=login&site=default"
 
 
 @dataclass

@@ -25,8 +25,7 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 LOGIN = "http://localhost/interface/login/login.php"
-#: Where OpenEMR's login form posts to.
-LOGIN_POST = "http://localhost/interface/main/main_screen.php?auth=login&site=default"
+LOGIN_POST = "http://localhost" + standins.LOGIN_POST
 
 
 @dataclass

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 
+#: Where the OpenEMR login form posts to, in the stand-in as in OpenEMR 7 (fail2ban's filter counts it).
+LOGIN_POST = "/interface/main/main_screen.php?auth=login&site=default"
+
 #: Config key (`images.<key>`) -> stand-in tag. The tags say "stand-in" so nobody mistakes them for the real images.
 IMAGES: dict[str, str] = {
     "openemr": "shuttle-standin/openemr:7.0.3",

@@ -296,28 +296,47 @@ def _describe(error: dict[str, Any]) -> str:
     return f"config field {field!r} = {shown}: {message}"
 
 
-def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> ShuttleConfig:
-    """Read, merge and validate the config. Raises BadInput with one line per problem."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise BadInput(f"config file {str(path)!r}: cannot read it ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise BadInput(f"config file {str(path)!r}{where}: not valid YAML") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise BadInput(f"config file {str(path)!r}: must be a mapping of settings, not {type(loaded).__name__}")
-        data = loaded
-    data.update(overrides or {})
+def read(path: Path) -> dict[str, Any]:
+    """The settings a config file holds, unvalidated (they are merged with per-host settings first)."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise BadInput(f"config file {str(path)!r}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise BadInput(f"config file {str(path)!r}{where}: not valid YAML") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise BadInput(f"config file {str(path)!r}: must be a mapping of settings, not {type(loaded).__name__}")
+    return loaded
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, section by section: a host that sets `ssh.port` keeps the base's
+    `ssh.allowed_sources`. Lists and scalars are replaced whole."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate(data: dict[str, Any], *, where: str = "") -> ShuttleConfig:
+    """Validate merged settings; each problem is one line, prefixed with `where` (e.g. the host's name)."""
     try:
         return ShuttleConfig(**data)
     except ValidationError as exc:
-        raise BadInput("\n".join(_describe(e) for e in exc.errors())) from None
+        raise BadInput("\n".join(where + _describe(e) for e in exc.errors())) from None
+
+
+def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> ShuttleConfig:
+    """Read, merge and validate the config. Raises BadInput with one line per problem."""
+    data = read(path) if path is not None else {}
+    return validate({**data, **(overrides or {})})
 
 
 def schema() -> dict[str, Any]:

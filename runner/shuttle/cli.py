@@ -1,23 +1,25 @@
-"""The `shuttle` command line: parse, validate everything, then hand over to the driver.
+"""The `shuttle` command line: parse arguments, call the API (api.py), choose how to report.
 
-Every problem with what the user typed or wrote is reported as one line per problem with exit
-code 2 before any host is contacted.
+Everything else (validation, inventories, per-host settings, the run) lives in the API, so the
+command and code that imports Shuttle behave the same. Every problem with what the user typed or
+wrote is reported as one line per problem with exit code 2 before any host is contacted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
+from shuttle import api
 from shuttle import config as config_module
-from shuttle import driver, targets
 from shuttle.errors import EXIT_BAD_INPUT, EXIT_OK, BadInput
 from shuttle.reporting import ConsoleReporter, JsonReporter, Reporter
+from shuttle.results import RunResult
 
 DEFAULT_CONFIG = Path("shuttle.yml")
 
@@ -47,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--empty", action="store_true", help="install without configuring OpenEMR, for a restore")
     launch.add_argument("--yes", action="store_true", help="do not ask before changing this host")
 
+    bake = verbs.add_parser("bake", help="install everything and preload images, start nothing: a host to image")
+    _add_host_options(bake)
+    bake.add_argument("-c", "--config", type=Path, help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    bake.add_argument("--yes", action="store_true", help="do not ask before changing this host")
+
+    seal = verbs.add_parser("seal", help="clear per-instance state after bake, before imaging (needs --yes)")
+    _add_host_options(seal)
+    seal.add_argument("--yes", action="store_true", help=f"confirm: clears {api.SEALED}")
+
+    status = verbs.add_parser("status", help="stack health, admin user, time zone, versions, last backup; read-only")
+    _add_host_options(status)
+
     backup = verbs.add_parser("backup", help="back up hosts now (to the backup.target they were launched with)")
     _add_host_options(backup)
     backup.add_argument("--list", action="store_true", help="list the backups and the last run instead")
@@ -73,82 +87,71 @@ def _add_host_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forks", type=int, default=10, help="hosts worked on in parallel (default 10)")
 
 
-def _config(args: argparse.Namespace) -> config_module.ShuttleConfig:
+def _config(args: argparse.Namespace) -> Path | None:
+    """The config file: --config, else ./shuttle.yml when present, else none (defaults)."""
     path: Path | None = args.config
     if path is None and DEFAULT_CONFIG.is_file():
         path = DEFAULT_CONFIG
-    overrides: dict[str, Any] = {"mode": "empty"} if args.empty else {}
-    return config_module.load(path, overrides=overrides)
+    return path
 
 
-def _inventory(args: argparse.Namespace) -> dict[str, Any] | Path:
-    if args.inventory is not None and args.targets:
-        raise BadInput("give either TARGETs or --inventory, not both")
-    if not 1 <= args.forks <= 200:
-        raise BadInput(f"--forks {args.forks}: must be between 1 and 200")
-    if args.inventory is not None:
-        return targets.check_inventory_file(args.inventory)
-    return targets.inventory_for(args.targets, ssh_key=args.ssh_key, known_hosts=args.known_hosts)
-
-
-def _confirm_local(args: argparse.Namespace) -> None:
+def _confirm_local(args: argparse.Namespace, doing: str, question: str) -> None:
     """Launching onto the machine you are on rewrites its SSH and firewall settings: ask first."""
     if args.targets or args.inventory is not None or args.yes or getattr(args, "check", False):
         return
     if not sys.stdin.isatty() or args.json:
-        raise BadInput("launching on this host changes its SSH, firewall and packages: pass --yes to confirm")
-    answer = input("Harden this host and install OpenEMR on it? [y/N] ").strip().lower()
+        raise BadInput(f"{doing} on this host changes its SSH, firewall and packages: pass --yes to confirm")
+    answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise BadInput("not confirmed; nothing was changed")
 
 
-def _run(verb: str, args: argparse.Namespace, inventory: dict[str, Any] | Path, extravars: dict[str, Any]) -> int:
+def _hosts(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments every API call takes from the host options."""
     reporter: Reporter = JsonReporter() if args.json else ConsoleReporter()
-    check = getattr(args, "check", False)
-    result = driver.run(verb, extravars=extravars, inventory=inventory, reporters=[reporter], check=check,
-                        forks=args.forks)  # fmt: skip
-    return result.exit_code
+    return {
+        "inventory": args.inventory, "forks": args.forks, "ssh_key": args.ssh_key,
+        "known_hosts": args.known_hosts, "reporters": [reporter],
+    }  # fmt: skip
 
 
-def launch(args: argparse.Namespace) -> int:
-    settings = _config(args)
-    inventory = _inventory(args)
-    _confirm_local(args)
-    return _run("launch", args, inventory, {"shuttle": settings.to_extravars()})
+def launch(args: argparse.Namespace) -> RunResult:
+    return api.launch(
+        args.targets, config=_config(args), empty=args.empty, check=args.check,
+        confirm=lambda: _confirm_local(args, "launching", "Harden this host and install OpenEMR on it?"),
+        **_hosts(args),
+    )  # fmt: skip
 
 
-def backup(args: argparse.Namespace) -> int:
-    return _run("backup", args, _inventory(args), {"shuttle_backup_list": args.list})
+def bake(args: argparse.Namespace) -> RunResult:
+    return api.bake(
+        args.targets, config=_config(args),
+        confirm=lambda: _confirm_local(args, "baking", "Harden this host and install OpenEMR on it to image it?"),
+        **_hosts(args),
+    )  # fmt: skip
 
 
-#: What `shuttle restore` replaces, as a user should read it before confirming.
-RESTORED = (
-    "the OpenEMR database, OpenEMR's sites/ volume (documents and site configuration), "
-    "/etc/shuttle (config and secrets: the database and admin passwords become the backup's) "
-    "and the proxy's TLS state"
-)
+def seal(args: argparse.Namespace) -> RunResult:
+    return api.seal(args.targets, yes=args.yes, **_hosts(args))
 
 
-def restore(args: argparse.Namespace) -> int:
-    inventory = _inventory(args)
-    passphrase: Path | None = args.passphrase_file
-    if passphrase is not None and not passphrase.is_file():
-        raise BadInput(f"--passphrase-file {str(passphrase)!r}: is not a readable file")
-    if not re.fullmatch(r"latest|[0-9]{8}T[0-9]{6}Z|[0-9a-f]{8,64}", args.snapshot):
-        raise BadInput(
-            f"--snapshot {args.snapshot!r}: must be latest, a backup ID such as 20261121T023000Z, or a snapshot ID"
-        )
-    where = ", ".join(args.targets) or (str(args.inventory) if args.inventory else "this host")
-    if not args.yes:
-        raise BadInput(
-            f"restore replaces, on {where}: {RESTORED}, with backup {args.snapshot!r} "
-            "(a safety backup of the current state is taken first); pass --yes to confirm"
-        )
-    extravars = {
-        "backup_restore_run": args.snapshot,
-        "backup_passphrase_file": str(passphrase.resolve()) if passphrase else "",
-    }
-    return _run("restore", args, inventory, extravars)
+def backup(args: argparse.Namespace) -> RunResult:
+    return api.backup(args.targets, list_backups=args.list, **_hosts(args))
+
+
+def restore(args: argparse.Namespace) -> RunResult:
+    return api.restore(
+        args.targets, snapshot=args.snapshot, passphrase_file=args.passphrase_file, yes=args.yes, **_hosts(args)
+    )
+
+
+def status(args: argparse.Namespace) -> RunResult:
+    return api.status(args.targets, **_hosts(args))
+
+
+VERBS: dict[str, Callable[[argparse.Namespace], RunResult]] = {
+    "launch": launch, "bake": bake, "seal": seal, "backup": backup, "restore": restore, "status": status,
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("shuttle", "ansible-core", "ansible-runner"):
                 print(name, _package_version() if name == "shuttle" else version(name))
             return EXIT_OK
-        return {"launch": launch, "backup": backup, "restore": restore}[args.verb](args)
+        return VERBS[args.verb](args).exit_code
     except BadInput as problem:
         for line in str(problem).splitlines():
             print(f"shuttle: {line}", file=sys.stderr)

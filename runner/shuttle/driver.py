@@ -3,7 +3,8 @@
 Why each choice:
 - a fresh 0700 private data dir per run, removed afterwards: ansible-runner writes the extra vars
   (which hold secrets) and raw event artifacts there, and nothing of it should outlive the run;
-- extra vars go through a 0600 file, never argv, so `ps` shows no secret;
+- extra vars and the inventory (which carries each host's settings as the host variable `shuttle`)
+  go through 0600 files, never argv, so `ps` shows no secret;
 - events are reduced (events.py) before any reporter sees them;
 - Ctrl-C asks ansible-runner to cancel, and the run exits 130.
 """
@@ -28,6 +29,7 @@ import ansible_runner
 import yaml
 
 from shuttle import content
+from shuttle.errors import BadInput
 from shuttle.events import Event, translate
 from shuttle.reporting import Reporter, RunLog
 from shuttle.results import RunResult
@@ -52,7 +54,8 @@ ANSIBLE_ENV = {
 
 
 @contextmanager
-def _private_dir() -> Iterator[Path]:
+def private_dir() -> Iterator[Path]:
+    """A fresh 0700 directory for one run's secrets and Ansible's scratch files, removed afterwards."""
     path = Path(tempfile.mkdtemp(prefix="shuttle-run-"))
     try:
         yield path
@@ -88,7 +91,8 @@ class _Interrupt:
         signal.signal(signal.SIGINT, self._previous)
 
 
-def _env(private: Path, forks: int) -> dict[str, str]:
+def ansible_env(private: Path, forks: int = 10) -> dict[str, str]:
+    """The environment every Ansible command of a run gets (playbook, listing, inventory expansion)."""
     env = dict(ANSIBLE_ENV)
     env["ANSIBLE_ROLES_PATH"] = str(content.roles())
     env["ANSIBLE_LOCAL_TEMP"] = str(private / "tmp")
@@ -128,27 +132,28 @@ def run(
     verb: str,
     *,
     extravars: dict[str, Any],
-    inventory: dict[str, Any] | Path,
+    inventory: dict[str, Any],
     reporters: list[Reporter],
     check: bool = False,
     forks: int = 10,
     on_event: Callable[[Event], None] | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
 ) -> RunResult:
     """Run playbooks/<verb>.yml against `inventory` and return per-host results.
 
-    `inventory` is either an inventory mapping (written to a private file) or a path to the user's own.
+    `inventory` is an inventory mapping, written to a private 0600 file: it may hold secrets.
+    `settings` (per host, secrets redacted) is attached to each host's result for the summary.
     """
     playbook = content.playbook(verb)
+    if not playbook.is_file():
+        raise BadInput(f"{verb}: {playbook} is missing; this installation of Shuttle is incomplete")
     log = RunLog(verb)
     sinks: list[Reporter] = [log, *reporters]
     result = RunResult(verb=verb, log=str(log.path))
-    with _private_dir() as private, _Interrupt() as interrupt:
+    with private_dir() as private, _Interrupt() as interrupt:
         extravars_file = _write_private(private / "env" / "extravars", json.dumps(extravars))
-        if isinstance(inventory, Path):
-            inventory_path = inventory
-        else:
-            inventory_path = _write_private(private / "inventory" / "hosts.yml", yaml.safe_dump(inventory))
-        env = _env(private, forks)
+        inventory_path = _write_private(private / "inventory" / "hosts.yml", yaml.safe_dump(inventory))
+        env = ansible_env(private, forks)
         total = count_tasks(playbook, inventory_path, extravars_file, env)
         for sink in sinks:
             sink.start(verb, total)
@@ -187,6 +192,8 @@ def run(
         result.interrupted = interrupt.requested or runner.status == "canceled"
         if runner.status in ("failed", "error") and not result.hosts:
             result.host("controller").record("failed", _startup_error(runner))
+    for name, host in result.hosts.items():
+        host.settings = (settings or {}).get(name)
     for sink in sinks:
         sink.finish(result)
     return result
@@ -194,11 +201,12 @@ def run(
 
 def _collect_messages(data: dict[str, Any], result: RunResult) -> None:
     """Roles speak to the user through `set_stats` (aggregated lists `shuttle_notices`, `shuttle_warnings`,
-    and the per-host mapping `shuttle_backups`): the one channel that reaches the summary without any
-    task's result being shown."""
+    and the per-host mappings `shuttle_backups` and `shuttle_status`): the one channel that reaches the
+    summary without any task's result being shown."""
     result.notices.extend(str(text) for text in data.get("shuttle_notices") or [])
     result.warnings.extend(str(text) for text in data.get("shuttle_warnings") or [])
     result.backups.update(data.get("shuttle_backups") or {})
+    result.status.update(data.get("shuttle_status") or {})
 
 
 def _startup_error(runner: Any) -> str:

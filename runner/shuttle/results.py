@@ -23,6 +23,8 @@ class HostResult:
     skipped: int = 0
     status: str = "ok"
     message: str | None = None
+    #: The validated settings this host was given (launch, bake), secrets shown as '**********'.
+    settings: dict[str, Any] | None = None
 
     def record(self, status: str, message: str | None) -> None:
         """Keep the worst status seen on this host, with the message that explains it."""
@@ -47,6 +49,8 @@ class RunResult:
     notices: list[str] = field(default_factory=list)
     #: Per host, what the backup tool reported (`shuttle backup`): its backups and last run.
     backups: dict[str, Any] = field(default_factory=dict)
+    #: Per host, what `shuttle status` found: stack readiness, admin user, time zone, versions, last backup.
+    status: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
 
     def host(self, name: str) -> HostResult:
@@ -76,5 +80,6 @@ class RunResult:
             "warnings": self.warnings,
             "notices": self.notices,
             **({"backups": self.backups} if self.backups else {}),
+            **({"status": self.status} if self.status else {}),
             "log": self.log,
         }

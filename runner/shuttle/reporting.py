@@ -165,6 +165,8 @@ class ConsoleReporter:
         for name, report in result.backups.items():
             if "backups" in report:  # `--list`; a plain `shuttle backup` reports in its notice
                 self.console.print(_backups_table(name, report))
+        if result.status:
+            self.console.print(_status_table(result.status))
         for notice in result.notices:
             self.console.print(escape(notice), highlight=False)
         for warning in result.warnings:
@@ -193,4 +195,19 @@ def _backups_table(host: str, report: dict) -> Table:
             escape(str(entry["run"])), escape(str(entry["time"])), escape(str(entry.get("db"))),
             escape(str(entry.get("files"))), note,
         )  # fmt: skip
+    return table
+
+
+def _status_table(status: dict[str, dict]) -> Table:
+    """`shuttle status`: one row per host; the services that are not ready are named."""
+    table = Table(title="status", title_justify="left")
+    for column in ("host", "stack", "admin user", "time zone", "docker", "last backup"):
+        table.add_column(column)
+    for name, report in status.items():
+        bad = [service for service, state in (report.get("services") or {}).items() if not state.get("ready")]
+        stack = "[green]ready[/]" if report.get("ready") else f"[red]not ready[/] {escape(' '.join(bad))}".strip()
+        last = report.get("last_backup") or {}
+        backup = f"{last.get('result', '?')} {last.get('finished', '')}".strip() if last else "none yet"
+        cells = [escape(str(report.get(key) or "-")) for key in ("admin_user", "timezone", "docker")]
+        table.add_row(escape(name), stack, *cells, escape(backup))
     return table

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import Run, run_shuttle, ssh_args
 
@@ -105,6 +106,60 @@ def test_bad_backup_or_restore_argument(victim, tmp_path, name, args, text) -> N
     argv = [arg.format(target=victim.target) for arg in args]
     run = run_shuttle(*argv, "--ssh-key", str(victim.key), "--known-hosts", str(tmp_path / "kh"), tmp=tmp_path)
     _assert_refused(run, 2, text)
+
+
+# `shuttle bake` and `shuttle seal`: refused before the host is contacted.
+IMAGE_CASES = [
+    ("seal-needs-yes", ["seal", "{target}"], "machine-id, SSH host keys, logs, shell history, cloud-init state"),
+    ("bake-config-value", ["bake", "{target}", "--config", "{bad_config}"], "'timezone' = 'Mars/Olympus'"),
+    ("seal-takes-no-config", ["seal", "{target}", "--yes", "--config", "{bad_config}"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "text"), IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
+def test_bad_bake_or_seal_argument(victim, tmp_path, name, args, text) -> None:
+    bad_config = tmp_path / "bad.yml"
+    bad_config.write_text("timezone: Mars/Olympus\n")
+    argv = [arg.format(target=victim.target, bad_config=bad_config) for arg in args]
+    run = run_shuttle(*argv, "--ssh-key", str(victim.key), "--known-hosts", str(tmp_path / "kh"), tmp=tmp_path)
+    _assert_refused(run, 2, text)
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def _inventory(victim, tmp_path: Path, settings: object) -> Path:
+    """An inventory that reaches the victim, with `settings` as its `shuttle_settings`."""
+    path = tmp_path / "hosts.yml"
+    host = {
+        "ansible_host": "127.0.0.1", "ansible_port": victim.ssh_port, "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(victim.key), "shuttle_settings": settings,
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump({"all": {"hosts": {"clinic-a": host}}}))
+    return path
+
+
+# (id, shuttle_settings of the inventory's one host, text the one line must contain)
+HOST_SETTINGS_CASES = [
+    ("host-timezone", {"timezone": "Mars/Olympus"}, "host 'clinic-a': config field 'timezone' = 'Mars/Olympus'"),
+    ("host-admin-user", {"admin_user": "x"}, "host 'clinic-a': config field 'admin_user' = 'x'"),
+    ("host-nested", {"ssh": {"port": 0}}, "host 'clinic-a': config field 'ssh.port' = 0"),
+    ("host-unknown-key", {"admin": "drsmith"}, "host 'clinic-a': config field 'admin' is not a known setting"),
+    ("host-not-a-mapping", "drsmith", "host 'clinic-a': shuttle_settings must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("name", "settings", "text"), HOST_SETTINGS_CASES, ids=[c[0] for c in HOST_SETTINGS_CASES])
+def test_bad_per_host_settings(victim, tmp_path, name, settings, text) -> None:
+    run = run_shuttle("launch", "-i", str(_inventory(victim, tmp_path, settings)), "--json", tmp=tmp_path)
+    _assert_refused(run, 2, text)
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert run.stdout == ""  # not even a start event: nothing ran
+
+
+def test_unreadable_inventory(tmp_path) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text("[clinics\nclinic-a\n")
+    run = run_shuttle("status", "-i", str(path), tmp=tmp_path)
+    _assert_refused(run, 2, f"inventory '{path}': Ansible cannot read it")
 
 
 def test_bad_yaml(victim, tmp_path) -> None:

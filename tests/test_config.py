@@ -1,4 +1,4 @@
-"""The config model: defaults, environment overrides, the generated schema."""
+"""The config model: defaults, environment overrides, the generated schema, per-host settings from an inventory."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from shuttle import config
+from shuttle import api, config, driver, inventory
 from shuttle.errors import BadInput
 
 
@@ -60,3 +61,88 @@ def test_schema_command_prints_the_models_schema() -> None:
     schema = json.loads(out)
     assert schema == config.schema()
     assert {"domain", "tls", "images", "ssh", "backup", "mode", "images_bundle"} <= set(schema["properties"])
+
+
+INVENTORY = """\
+all:
+  vars:
+    ansible_user: root
+    shuttle_settings: {timezone: Europe/Berlin}
+  children:
+    us:
+      vars:
+        shuttle_settings: {timezone: America/Chicago, ssh: {port: 2222}}
+      hosts:
+        clinic-a: {ansible_port: 2201}
+        clinic-b:
+          shuttle_settings: {admin_user: drsmith, ssh: {admin_keys: ["ssh-ed25519 AAAAC3Nza test"]}}
+      children:
+        us_west:
+          hosts:
+            clinic-c:
+  hosts:
+    clinic-d:
+"""
+
+
+def _expand(path):
+    with driver.private_dir() as private:
+        return inventory.expand(path, driver.ansible_env(private))
+
+
+def test_per_host_settings_merge_onto_the_config_by_ansible_precedence(tmp_path) -> None:
+    path = tmp_path / "fleet.yml"
+    path.write_text(INVENTORY)
+    hosts = _expand(path)
+    data = {"admin_user": "clinicadmin", "ssh": {"allowed_sources": ["198.51.100.0/24"]}}
+    settings = api.host_settings(hosts, data, config.validate(data), {"mode": "empty"})
+    a, b, c, d = (settings[name] for name in ("clinic-a", "clinic-b", "clinic-c", "clinic-d"))
+    # The group's settings reach its hosts and its child group's; sections merge key by key.
+    assert (a.timezone, a.admin_user, a.ssh.port, a.ssh.allowed_sources) == (
+        "America/Chicago", "clinicadmin", 2222, ["198.51.100.0/24"],
+    )  # fmt: skip
+    assert (c.timezone, c.ssh.port) == ("America/Chicago", 2222)
+    # A host's own shuttle_settings replaces its group's (Ansible's precedence), then merges onto the config.
+    assert (b.admin_user, b.timezone, b.ssh.port, b.ssh.admin_keys) == (
+        "drsmith",
+        "UTC",
+        22,
+        ["ssh-ed25519 AAAAC3Nza test"],
+    )
+    assert d.timezone == "Europe/Berlin"
+    assert {s.mode for s in settings.values()} == {"empty"}  # the command's overrides win
+
+
+def test_generated_inventory_keeps_hosts_groups_and_variables(tmp_path) -> None:
+    path = tmp_path / "fleet.yml"
+    path.write_text(INVENTORY)
+    hosts = _expand(path)
+    generated = tmp_path / "generated.yml"
+    generated.write_text(yaml.safe_dump(hosts.render({name: {"shuttle": {"timezone": name}} for name in hosts.hosts})))
+    again = _expand(generated)
+    assert again.hosts.keys() == hosts.hosts.keys()
+    assert again.groups["us"] == (["clinic-a", "clinic-b"], ["us_west"])
+    assert again.groups["us_west"] == (["clinic-c"], [])
+    assert again.hosts["clinic-a"] == {
+        "ansible_port": 2201,
+        "ansible_user": "root",
+        "shuttle": {"timezone": "clinic-a"},
+    }
+    assert all("shuttle_settings" not in variables for variables in again.hosts.values())
+
+
+def test_bad_per_host_settings_are_all_reported_naming_each_host(tmp_path) -> None:
+    path = tmp_path / "fleet.yml"
+    path.write_text(
+        "all:\n  hosts:\n    a: {shuttle_settings: {timezone: Mars/Olympus}}\n    b: {shuttle_settings: [1]}\n"
+        "    c: {shuttle_settings: {backup: {target: s3:https://s3.example.org/bucket}}}\n"
+    )
+    with pytest.raises(BadInput) as problem:
+        api.host_settings(_expand(path), {}, config.validate({}), {})
+    assert str(problem.value).splitlines() == [
+        "host 'a': config field 'timezone' = 'Mars/Olympus': must be an IANA time zone name such as UTC or "
+        "America/New_York",
+        "host 'b': shuttle_settings must be a mapping of settings (as in shuttle.yml), not list",
+        "host 'c': config field 'backup.s3_access_key_id' and backup.s3_secret_access_key are required for an "
+        "s3: target",
+    ]

@@ -104,10 +104,18 @@ $db->query(<<<'SQL'
     CREATE TABLE IF NOT EXISTS users (
         id BIGINT AUTO_INCREMENT PRIMARY KEY,
         username VARCHAR(255) NOT NULL UNIQUE,
-        password VARCHAR(255) NOT NULL,
         is_admin TINYINT(1) NOT NULL DEFAULT 0,
         active TINYINT(1) NOT NULL DEFAULT 1,
         created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+    ) ENGINE=InnoDB
+    SQL);
+// As in OpenEMR: password hashes (PHP password_hash) live apart from the users, keyed by the same id.
+$db->query(<<<'SQL'
+    CREATE TABLE IF NOT EXISTS users_secure (
+        id BIGINT PRIMARY KEY,
+        username VARCHAR(255) NOT NULL UNIQUE,
+        password VARCHAR(255) NOT NULL,
+        last_update_password DATETIME NULL
     ) ENGINE=InnoDB
     SQL);
 $db->query(<<<'SQL'
@@ -134,10 +142,17 @@ $db->query(<<<'SQL'
     SQL);
 $hash = password_hash($adminPass, PASSWORD_DEFAULT);
 $stmt = $db->prepare(
-    'INSERT INTO users (username, password, is_admin, active) VALUES (?, ?, 1, 1) '
-    . 'ON DUPLICATE KEY UPDATE password = VALUES(password), is_admin = 1, active = 1'
+    'INSERT INTO users (username, is_admin, active) VALUES (?, 1, 1) '
+    . 'ON DUPLICATE KEY UPDATE is_admin = 1, active = 1'
 );
-$stmt->bind_param('ss', $adminUser, $hash);
+$stmt->bind_param('s', $adminUser);
+$stmt->execute();
+$stmt = $db->prepare(
+    'INSERT INTO users_secure (id, username, password, last_update_password) '
+    . 'SELECT id, username, ?, NOW() FROM users WHERE username = ? '
+    . 'ON DUPLICATE KEY UPDATE password = VALUES(password), last_update_password = NOW()'
+);
+$stmt->bind_param('ss', $hash, $adminUser);
 $stmt->execute();
 $db->close();
 

@@ -23,7 +23,9 @@ if (($_GET['auth'] ?? '') === 'login' && ($_SERVER['REQUEST_METHOD'] ?? 'GET') =
     $user = (string) ($_POST['authUser'] ?? '');
     $pass = (string) ($_POST['clearPass'] ?? '');
     $db = oe_db($conf); // kept in a variable: a statement does not keep its connection open
-    $stmt = $db->prepare('SELECT password FROM users WHERE username = ? AND active = 1');
+    $stmt = $db->prepare(
+        'SELECT s.password FROM users_secure s JOIN users u ON u.id = s.id WHERE u.username = ? AND u.active = 1'
+    );
     $stmt->bind_param('s', $user);
     $stmt->execute();
     $row = $stmt->get_result()->fetch_assoc();

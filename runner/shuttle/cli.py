@@ -106,7 +106,7 @@ def _confirm_local(args: argparse.Namespace, doing: str, question: str) -> None:
         raise BadInput("not confirmed; nothing was changed")
 
 
-def _hosts(args: argparse.Namespace) -> dict[str, Any]:
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments every API call takes from the host options."""
     reporter: Reporter = JsonReporter() if args.json else ConsoleReporter()
     return {
@@ -119,7 +119,7 @@ def launch(args: argparse.Namespace) -> RunResult:
     return api.launch(
         args.targets, config=_config(args), empty=args.empty, check=args.check,
         confirm=lambda: _confirm_local(args, "launching", "Harden this host and install OpenEMR on it?"),
-        **_hosts(args),
+        **_run_options(args),
     )  # fmt: skip
 
 
@@ -127,26 +127,26 @@ def bake(args: argparse.Namespace) -> RunResult:
     return api.bake(
         args.targets, config=_config(args),
         confirm=lambda: _confirm_local(args, "baking", "Harden this host and install OpenEMR on it to image it?"),
-        **_hosts(args),
+        **_run_options(args),
     )  # fmt: skip
 
 
 def seal(args: argparse.Namespace) -> RunResult:
-    return api.seal(args.targets, yes=args.yes, **_hosts(args))
+    return api.seal(args.targets, yes=args.yes, **_run_options(args))
 
 
 def backup(args: argparse.Namespace) -> RunResult:
-    return api.backup(args.targets, list_backups=args.list, **_hosts(args))
+    return api.backup(args.targets, list_backups=args.list, **_run_options(args))
 
 
 def restore(args: argparse.Namespace) -> RunResult:
     return api.restore(
-        args.targets, snapshot=args.snapshot, passphrase_file=args.passphrase_file, yes=args.yes, **_hosts(args)
+        args.targets, snapshot=args.snapshot, passphrase_file=args.passphrase_file, yes=args.yes, **_run_options(args)
     )
 
 
 def status(args: argparse.Namespace) -> RunResult:
-    return api.status(args.targets, **_hosts(args))
+    return api.status(args.targets, **_run_options(args))
 
 
 VERBS: dict[str, Callable[[argparse.Namespace], RunResult]] = {

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from shuttle import api, config, driver, inventory
+from shuttle import api, config, driver, inventory, targets
 from shuttle.errors import BadInput
 
 
@@ -85,9 +85,9 @@ all:
 """
 
 
-def _expand(path):
+def _expand(*paths):
     with driver.private_dir() as private:
-        return inventory.expand(path, driver.ansible_env(private))
+        return inventory.expand(list(paths), driver.ansible_env(private))
 
 
 def test_per_host_settings_merge_onto_the_config_by_ansible_precedence(tmp_path) -> None:
@@ -113,22 +113,30 @@ def test_per_host_settings_merge_onto_the_config_by_ansible_precedence(tmp_path)
     assert {s.mode for s in settings.values()} == {"empty"}  # the command's overrides win
 
 
-def test_generated_inventory_keeps_hosts_groups_and_variables(tmp_path) -> None:
+def test_the_run_sees_the_users_inventory_plus_each_hosts_validated_settings(tmp_path) -> None:
     path = tmp_path / "fleet.yml"
-    path.write_text(INVENTORY)
+    # A `shuttle` variable of the user's is replaced by the validated settings, at host and group level.
+    path.write_text(INVENTORY.replace("    clinic-d:\n", "    clinic-d: {shuttle: stale}\n"))
     hosts = _expand(path)
-    generated = tmp_path / "generated.yml"
-    generated.write_text(yaml.safe_dump(hosts.render({name: {"shuttle": {"timezone": name}} for name in hosts.hosts})))
-    again = _expand(generated)
-    assert again.hosts.keys() == hosts.hosts.keys()
-    assert again.groups["us"] == (["clinic-a", "clinic-b"], ["us_west"])
-    assert again.groups["us_west"] == (["clinic-c"], [])
-    assert again.hosts["clinic-a"] == {
-        "ansible_port": 2201,
-        "ansible_user": "root",
-        "shuttle": {"timezone": "clinic-a"},
-    }
-    assert all("shuttle_settings" not in variables for variables in again.hosts.values())
+    files, generated = hosts.sources({name: {"shuttle": {"timezone": name}} for name in hosts.hosts})
+    assert files == [path]
+    generated_path = tmp_path / "generated.yml"
+    generated_path.write_text(yaml.safe_dump(generated))
+    seen = _expand(*files, generated_path)
+    assert seen.hosts.keys() == hosts.hosts.keys()
+    for name, variables in hosts.hosts.items():
+        assert seen.hosts[name] == {**variables, "shuttle": {"timezone": name}}
+    assert seen.hosts["clinic-a"]["ansible_port"] == 2201  # the user's own variables are untouched
+
+
+def test_target_lists_get_one_generated_inventory(tmp_path) -> None:
+    hosts = inventory.from_mapping(targets.inventory_for(["root@emr.example.org:2222", "admin@10.0.0.5"]))
+    files, generated = hosts.sources({"emr.example.org-2222": {"shuttle": {"mode": "full"}}})
+    assert files == []
+    assert generated["all"]["hosts"]["emr.example.org-2222"] == {
+        "ansible_host": "emr.example.org", "ansible_user": "root", "ansible_port": 2222, "shuttle": {"mode": "full"},
+    }  # fmt: skip
+    assert generated["all"]["hosts"]["10.0.0.5"]["ansible_user"] == "admin"
 
 
 def test_bad_per_host_settings_are_all_reported_naming_each_host(tmp_path) -> None:

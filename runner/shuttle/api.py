@@ -86,8 +86,8 @@ def launch(
     empty: bool = False,
     check: bool = False,
     forks: int = 10,
-    ssh_key: Path | None = None,
-    known_hosts: Path | None = None,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
     on_event: EventCallback | None = None,
     reporters: Sequence[Reporter] = (),
     confirm: Callable[[], None] | None = None,
@@ -95,7 +95,7 @@ def launch(
     """Install, harden and configure OpenEMR on the hosts (playbooks/launch.yml).
 
     `empty` installs without configuring OpenEMR (for a restore to follow); `check` shows what would
-    change (check + diff) and changes nothing. Without targets or inventory this is the local host:
+    change (check + diff) and changes nothing. Without targets or inventory the host is this machine.
     `confirm` is called once everything is validated, before any host is touched (the command line
     asks there before changing the local host); it raises BadInput to stop.
     """
@@ -112,8 +112,8 @@ def bake(
     inventory: Path | str | None = None,
     config: ConfigSource = None,
     forks: int = 10,
-    ssh_key: Path | None = None,
-    known_hosts: Path | None = None,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
     on_event: EventCallback | None = None,
     reporters: Sequence[Reporter] = (),
     confirm: Callable[[], None] | None = None,
@@ -132,8 +132,8 @@ def seal(
     inventory: Path | str | None = None,
     yes: bool = False,
     forks: int = 10,
-    ssh_key: Path | None = None,
-    known_hosts: Path | None = None,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
     on_event: EventCallback | None = None,
     reporters: Sequence[Reporter] = (),
 ) -> RunResult:
@@ -153,8 +153,8 @@ def backup(
     inventory: Path | str | None = None,
     list_backups: bool = False,
     forks: int = 10,
-    ssh_key: Path | None = None,
-    known_hosts: Path | None = None,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
     on_event: EventCallback | None = None,
     reporters: Sequence[Reporter] = (),
 ) -> RunResult:
@@ -169,11 +169,11 @@ def restore(
     *,
     inventory: Path | str | None = None,
     snapshot: str = "latest",
-    passphrase_file: Path | None = None,
+    passphrase_file: Path | str | None = None,
     yes: bool = False,
     forks: int = 10,
-    ssh_key: Path | None = None,
-    known_hosts: Path | None = None,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
     on_event: EventCallback | None = None,
     reporters: Sequence[Reporter] = (),
 ) -> RunResult:
@@ -206,8 +206,8 @@ def status(
     inventory: Path | str | None = None,
     check: bool = False,
     forks: int = 10,
-    ssh_key: Path | None = None,
-    known_hosts: Path | None = None,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
     on_event: EventCallback | None = None,
     reporters: Sequence[Reporter] = (),
 ) -> RunResult:
@@ -227,8 +227,8 @@ def _configured(
     *,
     check: bool,
     forks: int,
-    ssh_key: Path | None,
-    known_hosts: Path | None,
+    ssh_key: Path | str | None,
+    known_hosts: Path | str | None,
     on_event: EventCallback | None,
     reporters: Sequence[Reporter],
     confirm: Callable[[], None] | None,
@@ -284,7 +284,11 @@ def _config_data(config: ConfigSource) -> dict[str, Any]:
 
 
 def _hosts(
-    targets: Targets, inventory: Path | str | None, ssh_key: Path | None, known_hosts: Path | None, forks: int
+    targets: Targets,
+    inventory: Path | str | None,
+    ssh_key: Path | str | None,
+    known_hosts: Path | str | None,
+    forks: int,
 ) -> inventory_module.Inventory:
     names = [targets] if isinstance(targets, str) else list(targets)
     if inventory is not None and names:
@@ -294,8 +298,12 @@ def _hosts(
     if inventory is not None:
         path = targets_module.check_inventory_file(Path(inventory))
         with driver.private_dir() as private:
-            return inventory_module.expand(path, driver.ansible_env(private, forks))
-    mapping = targets_module.inventory_for(names, ssh_key=ssh_key, known_hosts=known_hosts)
+            return inventory_module.expand([path], driver.ansible_env(private, forks))
+    mapping = targets_module.inventory_for(
+        names,
+        ssh_key=Path(ssh_key) if ssh_key is not None else None,
+        known_hosts=Path(known_hosts) if known_hosts is not None else None,
+    )
     return inventory_module.from_mapping(mapping)
 
 
@@ -316,7 +324,8 @@ def _run(
     on_event: EventCallback | None,
     reporters: Sequence[Reporter],
 ) -> RunResult:
+    files, generated = hosts.sources(per_host_vars)
     return driver.run(
-        verb, extravars=extravars, inventory=hosts.render(per_host_vars), reporters=list(reporters),
+        verb, extravars=extravars, inventory=generated, inventory_files=files, reporters=list(reporters),
         check=check, forks=forks, on_event=on_event, settings=settings,
     )  # fmt: skip

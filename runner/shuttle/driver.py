@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -103,14 +103,15 @@ def ansible_env(private: Path, forks: int = 10) -> dict[str, str]:
     return env
 
 
-def count_tasks(playbook: Path, inventory: Path, extravars: Path, env: dict[str, str]) -> int | None:
+def count_tasks(playbook: Path, inventories: list[Path], extravars: Path, env: dict[str, str]) -> int | None:
     """Host-tasks the run will report, for the progress total: per play, its tasks times its hosts.
 
     One `ansible-playbook --list-hosts --list-tasks` call lists both, so the playbook is parsed once.
     """
     argv = [
         shutil.which("ansible-playbook", path=env["PATH"]) or "ansible-playbook",
-        "-i", str(inventory), "-e", f"@{extravars}", "--list-hosts", "--list-tasks", str(playbook),
+        *(arg for path in inventories for arg in ("-i", str(path))),
+        "-e", f"@{extravars}", "--list-hosts", "--list-tasks", str(playbook),
     ]  # fmt: skip
     try:
         listing = subprocess.run(
@@ -133,6 +134,7 @@ def run(
     *,
     extravars: dict[str, Any],
     inventory: dict[str, Any],
+    inventory_files: Sequence[Path] = (),
     reporters: list[Reporter],
     check: bool = False,
     forks: int = 10,
@@ -141,7 +143,8 @@ def run(
 ) -> RunResult:
     """Run playbooks/<verb>.yml against `inventory` and return per-host results.
 
-    `inventory` is an inventory mapping, written to a private 0600 file: it may hold secrets.
+    Ansible reads `inventory_files` (the user's own) and then `inventory`, an inventory mapping written
+    to a private 0600 file (it may hold secrets) whose host variables win over the files'.
     `settings` (per host, secrets redacted) is attached to each host's result for the summary.
     """
     playbook = content.playbook(verb)
@@ -152,9 +155,10 @@ def run(
     result = RunResult(verb=verb, log=str(log.path))
     with private_dir() as private, _Interrupt() as interrupt:
         extravars_file = _write_private(private / "env" / "extravars", json.dumps(extravars))
-        inventory_path = _write_private(private / "inventory" / "hosts.yml", yaml.safe_dump(inventory))
+        generated = _write_private(private / "inventory" / "hosts.yml", yaml.safe_dump(inventory))
+        inventories = [*inventory_files, generated]
         env = ansible_env(private, forks)
-        total = count_tasks(playbook, inventory_path, extravars_file, env)
+        total = count_tasks(playbook, inventories, extravars_file, env)
         for sink in sinks:
             sink.start(verb, total)
 
@@ -182,7 +186,7 @@ def run(
         runner = ansible_runner.run(
             private_data_dir=str(private),
             playbook=str(playbook),
-            inventory=str(inventory_path),
+            inventory=[str(path) for path in inventories],
             envvars=env,
             cmdline=cmdline,
             event_handler=handle,

@@ -1,10 +1,11 @@
 """The hosts of a run and each host's variables, read before anything runs.
 
-A user's inventory (any format Ansible reads, with its group_vars/ and host_vars/) is expanded once
+A user's inventory (any source Ansible reads, with its group_vars/ and host_vars/) is expanded once
 with `ansible-inventory --list`, so Shuttle sees every host's merged variables, in particular its
-`shuttle_settings`, and can validate them before any host is contacted. The run then uses a
-generated inventory (written to the run's private 0600 directory) with the same hosts, groups and
-variables, plus each host's validated settings as the host variable `shuttle`.
+`shuttle_settings`, and can validate them before any host is contacted. The run then reads the user's
+inventory unchanged (vaulted and `!unsafe` values stay as they are) followed by a generated one
+(written to the run's private 0600 directory) that gives each host its validated settings as the host
+variable `shuttle`; a later inventory source wins for a host's variables.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,14 @@ from shuttle.errors import BadInput
 SETTINGS_VAR = "shuttle_settings"
 #: The host variable the playbooks read the validated settings from.
 CONFIG_VAR = "shuttle"
-#: Groups every inventory has; Ansible creates them itself.
-_IMPLICIT = {"all", "ungrouped"}
 
 
 @dataclass
 class Inventory:
-    """Hosts with their merged variables, and the groups they are in."""
+    """Hosts with their merged variables, and the user's inventory file they came from (None for TARGETs)."""
 
     hosts: dict[str, dict[str, Any]]
-    #: group -> (member hosts, child groups), as `ansible-inventory --list` reports them.
-    groups: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    path: Path | None = None
 
     def settings(self, host: str) -> dict[str, Any] | None:
         """The host's `shuttle_settings`, or None; BadInput when it is not a mapping."""
@@ -48,24 +46,14 @@ class Inventory:
             )
         return dict(value)
 
-    def render(self, per_host: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-        """A YAML inventory mapping: every host with its variables (minus `shuttle_settings`) plus
-        `per_host[host]` (e.g. `{"shuttle": ...}`), and every group with its members."""
-        hosts: dict[str, Any] = {}
-        for name, variables in self.hosts.items():
-            kept = {key: value for key, value in variables.items() if key not in (SETTINGS_VAR, CONFIG_VAR)}
-            hosts[name] = {**kept, **dict((per_host or {}).get(name, {}))}
-        rendered: dict[str, Any] = {"all": {"hosts": hosts}}
-        for group, (members, children) in self.groups.items():
-            if group in _IMPLICIT:
-                continue
-            entry: dict[str, Any] = {}
-            if members:
-                entry["hosts"] = dict.fromkeys(members)
-            if children:
-                entry["children"] = dict.fromkeys(children)
-            rendered[group] = entry
-        return rendered
+    def sources(self, per_host: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[list[Path], dict[str, Any]]:
+        """What the run reads, in order: the user's inventory file (if any), then a generated inventory
+        mapping with `per_host[host]` (e.g. `{"shuttle": ...}`) for each host. For TARGETs the generated
+        inventory also holds the hosts' connection variables."""
+        extra = {name: dict((per_host or {}).get(name, {})) for name in self.hosts}
+        if self.path is not None:
+            return [self.path], {"all": {"hosts": {name: vars_ for name, vars_ in extra.items() if vars_}}}
+        return [], {"all": {"hosts": {name: {**self.hosts[name], **extra[name]} for name in self.hosts}}}
 
 
 def from_mapping(data: Mapping[str, Any]) -> Inventory:
@@ -73,37 +61,35 @@ def from_mapping(data: Mapping[str, Any]) -> Inventory:
     return Inventory(hosts={name: dict(variables or {}) for name, variables in data["all"]["hosts"].items()})
 
 
-def expand(path: Path, env: Mapping[str, str]) -> Inventory:
-    """Read the user's inventory the way ansible-playbook will, with `ansible-inventory --list`.
+def expand(paths: list[Path], env: Mapping[str, str]) -> Inventory:
+    """Read inventory sources the way ansible-playbook will, with `ansible-inventory --list`.
 
     `env` is the environment the run itself uses, so plugins and settings are the same. An inventory
     Ansible cannot parse is an error here (ansible-playbook would only warn and run on no host).
     """
+    shown = str(paths[0]) if len(paths) == 1 else ", ".join(map(str, paths))
     program = shutil.which("ansible-inventory", path=env.get("PATH")) or "ansible-inventory"
-    argv = [program, "-i", str(path), "--list"]
+    argv = [program, *(arg for path in paths for arg in ("-i", str(path))), "--list"]
     strict = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"}
-    run_env = {**os.environ, **env, **strict}
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=run_env, timeout=120, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env={**os.environ, **env, **strict}, timeout=120, check=False
+        )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise BadInput(f"inventory {str(path)!r}: ansible-inventory could not run ({exc})") from None
+        raise BadInput(f"inventory {shown!r}: ansible-inventory could not run ({exc})") from None
     if proc.returncode != 0:
         lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
         reason = next((line for line in reversed(lines) if "ERROR" in line), lines[-1] if lines else "no output")
-        raise BadInput(f"inventory {str(path)!r}: Ansible cannot read it: {reason.removeprefix('[ERROR]: ')}")
+        raise BadInput(f"inventory {shown!r}: Ansible cannot read it: {reason.removeprefix('[ERROR]: ')}")
     try:
         listing = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise BadInput(f"inventory {str(path)!r}: ansible-inventory gave no readable listing") from None
+        raise BadInput(f"inventory {shown!r}: ansible-inventory gave no readable listing") from None
     hostvars: dict[str, dict[str, Any]] = (listing.get("_meta") or {}).get("hostvars") or {}
-    groups: dict[str, tuple[list[str], list[str]]] = {}
     names: list[str] = []
     for group, data in listing.items():
-        if group == "_meta" or not isinstance(data, dict):
-            continue
-        members = list(data.get("hosts") or [])
-        groups[group] = (members, list(data.get("children") or []))
-        names.extend(name for name in members if name not in names)
+        if group != "_meta" and isinstance(data, dict):
+            names.extend(name for name in data.get("hosts") or [] if name not in names)
     if not names:
-        raise BadInput(f"inventory {str(path)!r}: has no hosts")
-    return Inventory(hosts={name: dict(hostvars.get(name) or {}) for name in names}, groups=groups)
+        raise BadInput(f"inventory {shown!r}: has no hosts")
+    return Inventory(hosts={name: dict(hostvars.get(name) or {}) for name in names}, path=paths[0])

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,63 @@ def start(
         host.destroy()
         raise
     return host
+
+
+def offline_network(name: str) -> str:
+    """A network with no route anywhere: Docker's --internal cuts forwarding and NAT, and an INPUT rule on
+    its bridge cuts this machine's own services (the apt cache, any proxy) from the hosts on it."""
+    if _docker("network", "inspect", name, check=False).returncode != 0:
+        _docker("network", "create", "--internal", "--label", LABEL,
+                "--opt", f"com.docker.network.bridge.name={name}", name)  # fmt: skip
+    rule = ["INPUT", "-i", name, "-j", "DROP"]
+    if subprocess.run(["iptables", "-C", *rule], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["iptables", "-I", *rule], check=True)
+    return name
+
+
+def remove_offline_network(name: str) -> None:
+    subprocess.run(["iptables", "-D", "INPUT", "-i", name, "-j", "DROP"], capture_output=True, check=False)
+    _docker("network", "rm", name, check=False)
+
+
+#: Directories that are root-only on a launched or baked host.
+PRIVATE_DIRS = {"etc/shuttle", "etc/shuttle/secrets", "root"}
+
+
+def boot(image: str, *, name: str, network: str, volume: str, files: dict[str, str] | None = None) -> TestHost:
+    """Boot an instance of a saved image (a `docker commit` plus a copy of its /var/lib/docker volume), as a
+    VM boots from its disk image: nothing is added to it but `files` (path -> content, written before the
+    first boot, as cloud-init or a config drive would). It is reached out of band (`exec`), not over SSH."""
+    _docker(
+        "create", "--name", name, "--hostname", name, "--label", LABEL, "--network", network,
+        "--volume", f"{volume}:/var/lib/docker", *RUN_FLAGS, image,
+    )  # fmt: skip
+    if files:
+        with tempfile.TemporaryDirectory() as scratch:
+            tree = Path(scratch)
+            for path, content in files.items():
+                local = tree / path.lstrip("/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_text(content)
+                local.chmod(0o600)
+            for directory in [d for d in tree.rglob("*") if d.is_dir()]:
+                # The image's own modes for directories that already exist in it (tar would reset them).
+                directory.chmod(0o700 if directory.relative_to(tree).as_posix() in PRIVATE_DIRS else 0o755)
+            tree.chmod(0o755)
+            _docker("cp", "--archive", f"{tree}/.", f"{name}:/")
+    _docker("start", name)
+    info = json.loads(_docker("inspect", name).stdout)[0]
+    ip = info["NetworkSettings"]["Networks"][network]["IPAddress"]
+    return TestHost(name=name, distro="instance", ssh_port=0, ip=ip, key=ssh_key())
+
+
+def copy_volume(source: str, target: str, *, image: str) -> None:
+    """Copy a Docker volume whole (overlay2's whiteouts and xattrs included), as cloning a disk would."""
+    _docker("volume", "create", "--label", LABEL, target)
+    _docker(
+        "run", "--rm", "--network", "none", *RUN_FLAGS[:5], "--entrypoint", "cp",
+        "--volume", f"{source}:/from:ro", "--volume", f"{target}:/to", image, "-a", "/from/.", "/to/",
+    )  # fmt: skip
 
 
 def port(host: TestHost, container_port: int) -> int:

@@ -1,0 +1,297 @@
+"""Baked images: `shuttle bake` and `shuttle seal` on a test host, then two instances of its image, offline.
+
+The image is made as an image baker makes one: bake, seal, shut down, and save the disk. A test host's disk
+is its container (`docker commit`) plus its /var/lib/docker volume (a separate volume only because nested
+overlay2 needs one), so the image is that commit plus a copy of that volume per instance, as a cloned disk.
+Instances boot on a network with no route anywhere (no mirror, registry or apt cache) and are reached out
+of band; a client host on the same network makes the browser requests and reads the SSH host keys.
+
+One instance gets cloud-init-style user-data (`shuttle: {admin_password_hash}`, written where cloud-init
+keeps its copy), the other a dropped /etc/shuttle/firstboot.yml (a domain); a third a bad setting, which
+its first boot must refuse without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import Run, run_shuttle, ssh_args, stack_config
+from tests.harness import hosts, images
+from tests.standins import IMAGES
+from tests.webclient import Client
+
+pytestmark = pytest.mark.hosts
+
+OFFLINE = "shuttle-offline"
+SECRETS_DIR = "/etc/shuttle/secrets"
+SECRET_NAMES = ("db-root-password", "db-password", "openemr-admin-password")
+ADMIN = "clinicadmin"
+CHOSEN_PASSWORD = "chosen-at-first-boot-" + secrets.token_hex(4)
+DOMAIN_B = "emr-b.example.org"
+REPO_B = "/var/backups/shuttle-repository"
+
+
+def docker(*args: str, input: str | None = None) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, input=input).stdout
+
+
+@dataclass
+class Baked:
+    """The baked host's state before sealing, the seal runs, and the image made from it."""
+
+    image: str
+    volume: str
+    bake: Run
+    seals: list[Run]
+    before_seal: dict[str, str]
+    after_seal: dict[str, str]
+
+
+def probe(host: hosts.TestHost, commands: dict[str, str]) -> dict[str, str]:
+    return {key: host.exec(command).stdout.strip() for key, command in commands.items()}
+
+
+BEFORE_SEAL = {
+    "secrets": f"ls -A {SECRETS_DIR}",
+    "containers": "docker ps -aq | wc -l",
+    "images": "docker image ls --format '{{.Repository}}:{{.Tag}}'",
+    "firstboot": "systemctl is-enabled shuttle-firstboot.service",
+    "env": "test -e /opt/shuttle/compose/.env && echo present || echo absent",
+    "backup_timer": "systemctl is-enabled shuttle-backup.timer",
+}
+AFTER_SEAL = {
+    "machine_id": "cat /etc/machine-id",
+    "host_keys": "ls /etc/ssh/ | grep -c '^ssh_host_' || true",
+    "secrets": f"ls -A {SECRETS_DIR} 2>/dev/null | wc -l",
+    "apt_lists": "find /var/lib/apt/lists -type f ! -name lock | wc -l",
+    "histories": "find /root /home -maxdepth 2 -name .bash_history | wc -l",
+    "logs": "find /var/log -type f -size +0 ! -name '*.journal' | wc -l",
+    "firstboot": "systemctl is-enabled shuttle-firstboot.service",
+    "keygen_unit": "systemctl is-enabled shuttle-ssh-host-keys.service",
+}
+
+
+@pytest.fixture(scope="module")
+def baked(host_factory, tmp_path_factory) -> Iterator[Baked]:
+    host = host_factory("debian13")
+    tmp = tmp_path_factory.mktemp("bake")
+    config = stack_config(admin_user=ADMIN)
+    bake = run_shuttle("bake", *ssh_args(host, tmp), "--json", config=config, tmp=tmp)
+    assert bake.returncode == 0, bake.explain()
+    before = probe(host, BEFORE_SEAL)
+    # What an image baker leaves behind by hand, which sealing must clear.
+    host.exec("echo 'cat /etc/shadow' > /root/.bash_history; logger shuttle-bake-test; echo x >> /var/log/baker.log")
+    seals = [run_shuttle("seal", *ssh_args(host, tmp), "--yes", "--json", tmp=tmp) for _ in range(2)]
+    after = probe(host, AFTER_SEAL)
+    mounts = json.loads(docker("inspect", host.name))[0]["Mounts"]
+    volume = next(m["Name"] for m in mounts if m["Destination"] == "/var/lib/docker")
+    docker("stop", "--time", "120", host.name)
+    image = f"shuttle-test/baked:{host.name}"
+    docker("commit", host.name, image)
+    yield Baked(image, volume, bake, seals, before, after)
+    subprocess.run(["docker", "image", "rm", "-f", image], check=False, capture_output=True)
+
+
+@dataclass
+class Instance:
+    host: hosts.TestHost
+    volume: str
+    state: dict[str, str] = field(default_factory=dict)
+
+    def secret(self, name: str) -> str:
+        return self.host.exec(f"cat {SECRETS_DIR}/{name}").stdout.strip()
+
+
+def wait_first_boot(instance: Instance, timeout: float = 900) -> str:
+    """The first-boot unit's final state: inactive (finished, disabled) or failed."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = instance.host.exec("systemctl show -p ActiveState --value shuttle-firstboot.service").stdout.strip()
+        done = instance.host.exec("test -e /var/lib/shuttle/firstboot.done").returncode == 0
+        if state == "failed" or (done and state != "activating"):
+            return state
+        time.sleep(5)
+    journal = instance.host.exec("journalctl -u shuttle-firstboot --no-pager | tail -n 30").stdout
+    raise AssertionError(f"first boot of {instance.host.name} did not finish in {timeout}s ({state}):\n{journal}")
+
+
+def admin_hash(password: str) -> str:
+    """A PHP password_hash() of `password`, made by the stand-in OpenEMR image's own PHP (password on stdin)."""
+    return docker(
+        "run", "--rm", "-i", "--network", "none", "--entrypoint", "php", IMAGES["openemr"],
+        "-r", "echo password_hash(trim(stream_get_contents(STDIN)), PASSWORD_BCRYPT);", input=password,
+    ).strip()  # fmt: skip
+
+
+@dataclass
+class Fleet:
+    a: Instance
+    b: Instance
+    bad: Instance
+    client: Client
+
+
+@pytest.fixture(scope="module")
+def instances(baked: Baked, base_images) -> Iterator[Fleet]:
+    hosts.offline_network(OFFLINE)
+    suffix = secrets.token_hex(3)
+    user_data = "#cloud-config\n" + yaml.safe_dump({"shuttle": {"admin_password_hash": admin_hash(CHOSEN_PASSWORD)}})
+    seeds = {
+        "a": {"/var/lib/cloud/instance/user-data.txt": user_data},
+        "b": {"/etc/shuttle/firstboot.yml": yaml.safe_dump({"domain": DOMAIN_B, "backup": {"target": REPO_B}})},
+        "bad": {"/etc/shuttle/firstboot.yml": yaml.safe_dump({"domain": "not a domain"})},
+    }
+    started: dict[str, Instance] = {}
+    try:
+        for key, files in seeds.items():
+            name = f"shuttle-th-instance-{key}-{suffix}"
+            volume = f"{name}-docker"
+            hosts.copy_volume(baked.volume, volume, image=baked.image)
+            booted = hosts.boot(baked.image, name=name, network=OFFLINE, volume=volume, files=files)
+            started[key] = Instance(booted, volume)
+        client_volume = f"shuttle-th-client-{suffix}-docker"
+        docker("volume", "create", "--label", hosts.LABEL, client_volume)
+        client_host = hosts.boot(
+            images.build(images.RECIPES["debian13"]), name=f"shuttle-th-client-{suffix}", network=OFFLINE,
+            volume=client_volume,
+        )  # fmt: skip
+        started["client"] = Instance(client_host, client_volume)
+        for key in ("a", "b", "bad"):
+            started[key].state["firstboot"] = wait_first_boot(started[key])
+        yield Fleet(started["a"], started["b"], started["bad"], Client(client_host))
+    finally:
+        for instance in started.values():
+            instance.host.destroy()
+            subprocess.run(["docker", "volume", "rm", "-f", instance.volume], check=False, capture_output=True)
+        hosts.remove_offline_network(OFFLINE)
+
+
+# --- bake and seal ---------------------------------------------------------------------------------
+
+
+def test_bake_loads_the_images_but_starts_nothing_and_generates_no_secret(baked: Baked) -> None:
+    state = baked.before_seal
+    assert state["secrets"] == "", f"secrets generated at bake time: {state['secrets']}"
+    assert state["containers"] == "0"
+    assert state["env"] == "absent"
+    assert set(IMAGES.values()) <= set(state["images"].split()), state["images"]
+    assert state["firstboot"] == "enabled"
+    assert state["backup_timer"] != "enabled", "backup timers must wait for the instance's passphrase"
+    assert any("seal" in notice for notice in baked.bake.summary["notices"]), baked.bake.summary["notices"]
+
+
+def test_seal_clears_what_must_differ_per_instance_and_is_safe_twice(baked: Baked) -> None:
+    for run in baked.seals:
+        assert run.returncode == 0, run.explain()
+    state = baked.after_seal
+    assert state["machine_id"] == ""
+    assert state["host_keys"] == "0"
+    assert state["secrets"] == "0"
+    assert state["apt_lists"] == "0"
+    assert state["histories"] == "0"
+    assert state["logs"] == "0", "a log with content survived sealing"
+    assert state["firstboot"] == "enabled"
+    assert state["keygen_unit"] == "enabled"
+
+
+# --- instances -------------------------------------------------------------------------------------
+
+
+def test_instances_have_no_route_to_mirrors_or_registries(instances: Fleet) -> None:
+    gateway = hosts.gateway()  # this machine's apt cache listens there
+    script = (
+        "import socket, sys\n"
+        "for host, port in ((sys.argv[1], 3142), ('deb.debian.org', 80), ('registry-1.docker.io', 443)):\n"
+        "    try:\n"
+        "        socket.create_connection((host, port), timeout=3).close(); print('reached', host)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    out = instances.a.host.exec(f'python3 -c "{script}" {gateway}')
+    assert "reached" not in out.stdout, out.stdout
+
+
+def test_both_instances_reach_ready_with_their_own_secrets_and_identity(instances: Fleet) -> None:
+    a, b = instances.a, instances.b
+    for instance in (a, b):
+        assert instance.state["firstboot"] == "inactive", instance.host.exec("journalctl -u shuttle-firstboot").stdout
+        verdict = instance.host.exec("/opt/shuttle/compose/stack-status.sh | tail -n 1").stdout.strip()
+        assert verdict == "verdict ready", verdict
+    for name in SECRET_NAMES:
+        assert a.secret(name) and b.secret(name), name
+        assert a.secret(name) != b.secret(name), f"{name} is the same on both instances"
+    mode = a.host.exec(f"stat -c %a {SECRETS_DIR}/db-root-password").stdout.strip()
+    assert mode == "600"
+    ids = [i.host.exec("cat /etc/machine-id").stdout.strip() for i in (a, b)]
+    assert all(len(i) == 32 for i in ids) and ids[0] != ids[1], ids
+    served = []
+    for instance in (a, b):
+        keyscan = instances.client.host.exec(f"ssh-keyscan -T 10 -t ed25519 {instance.host.ip} 2>/dev/null").stdout
+        own = instance.host.exec("cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[1]
+        assert own in keyscan, f"{instance.host.name} serves {keyscan!r}, its key file holds {own}"
+        served.append(own)
+    assert served[0] != served[1], "both instances have the same SSH host key"
+
+
+def test_admin_logs_in_on_each_instance(instances: Fleet) -> None:
+    a, b = instances.a, instances.b
+    # a: the password whose hash came in the user-data works, and the generated one no longer does.
+    assert instances.client.login(a.host.ip, ADMIN, CHOSEN_PASSWORD).get("status") == 302
+    assert instances.client.login(a.host.ip, ADMIN, a.secret("openemr-admin-password")).get("status") == 200
+    # b: no hash given, the generated password in the root-only file.
+    response = instances.client.login(b.host.ip, ADMIN, b.secret("openemr-admin-password"))
+    assert response.get("status") == 302, response
+    assert response["headers"].get("Location") == "/interface/main/main.php"
+
+
+def test_first_boot_says_where_the_credentials_are_and_disables_itself(instances: Fleet) -> None:
+    a, b = instances.a, instances.b
+    motd_b = b.host.exec("cat /etc/motd.d/shuttle").stdout
+    assert f"https://{DOMAIN_B}/" in motd_b
+    assert f"Log in as '{ADMIN}' with the password in {SECRETS_DIR}/openemr-admin-password" in motd_b
+    assert b.secret("openemr-admin-password") not in motd_b
+    motd_a = a.host.exec("cat /etc/motd.d/shuttle").stdout
+    assert f"https://{a.host.ip}/" in motd_a, motd_a  # its own address, not a Docker bridge's
+    assert "whose hash was given" in motd_a and "/var/lib/cloud/instance/user-data.txt" in motd_a
+    console = a.host.exec("journalctl -u shuttle-firstboot -o cat --no-pager").stdout
+    assert "OpenEMR is ready" in console
+    assert f"default_sni {DOMAIN_B}" in b.host.exec("cat /opt/shuttle/compose/caddy/Caddyfile").stdout
+    for instance in (a, b):
+        assert instance.host.exec("systemctl is-enabled shuttle-firstboot.service").stdout.strip() == "disabled"
+
+
+def test_a_bad_first_boot_setting_is_refused_and_nothing_starts(instances: Fleet) -> None:
+    bad = instances.bad
+    assert bad.state["firstboot"] == "failed"
+    motd = bad.host.exec("cat /etc/motd.d/shuttle").stdout
+    assert "first boot refused" in motd and "'domain' = 'not a domain'" in motd, motd
+    assert bad.host.exec("docker ps -aq | wc -l").stdout.strip() == "0"
+    assert bad.host.exec(f"ls -A {SECRETS_DIR} 2>/dev/null | wc -l").stdout.strip() == "0"
+
+
+def test_seal_refuses_a_host_whose_stack_has_run(launched, tmp_path: Path) -> None:
+    run = run_shuttle("seal", *ssh_args(launched.host, tmp_path), "--yes", "--json", tmp=tmp_path)
+    assert run.returncode == 2, run.explain()
+    assert "not a freshly baked host" in run.failures
+    assert launched.host.exec(f"ls {SECRETS_DIR}/db-root-password").returncode == 0
+
+
+def test_a_backup_target_given_at_first_boot_gets_its_own_passphrase_and_works(instances: Fleet) -> None:
+    a, b = instances.a, instances.b
+    assert b.host.exec("systemctl is-enabled shuttle-backup.timer").stdout.strip() == "enabled"
+    assert a.host.exec("systemctl is-enabled shuttle-backup.timer").stdout.strip() != "enabled"
+    assert "backup-passphrase" in b.host.exec(f"ls {SECRETS_DIR}").stdout
+    assert f"Backups go to {REPO_B}" in b.host.exec("cat /etc/motd.d/shuttle").stdout
+    run = b.host.exec("/usr/local/sbin/shuttle-backup run && /usr/local/sbin/shuttle-backup list")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1])["backups"], run.stdout

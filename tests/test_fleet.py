@@ -4,7 +4,9 @@ others; and the Python API drives the same hosts with an event callback."""
 
 from __future__ import annotations
 
+import secrets
 import socket
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,18 +17,26 @@ import yaml
 
 from shuttle import api
 from shuttle.events import Event
-from tests.conftest import SENTINEL, SENTINEL_CONFIG, Run, run_shuttle, stack_config
+from tests.conftest import Run, run_shuttle, stack_config
 from tests.harness import hosts
 from tests.standins import LOGIN_POST
 
 #: The stand-in stack serves Caddy's internal CA; the logins below do not verify it, on purpose.
 pytestmark = [pytest.mark.hosts, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
-#: One customer per host, each with its own administrator login and time zone; one also has a secret (an S3
-#: key for its backups, never contacted by a launch) that must not leave the inventory.
+#: A secret only this module knows (not conftest's SENTINEL: these inventories stay in the session's tmp dir,
+#: where test_launch looks for that one).
+SECRET = f"fleet-secret-{secrets.token_hex(8)}"
+#: An S3 backup target is never contacted by a launch; its secret key must not leave the inventory.
+S3_BACKUP = {
+    "target": "s3:https://s3.example.org/clinic-berlin",
+    "s3_access_key_id": "AKIASHUTTLEFLEET",
+    "s3_secret_access_key": SECRET,
+}
+#: One customer per host, each with its own administrator login and time zone; one has an S3 backup target.
 CUSTOMERS = {
     "clinic-chicago": {"admin_user": "drsmith", "timezone": "America/Chicago"},
-    "clinic-berlin": {"admin_user": "praxis.weber", "timezone": "Europe/Berlin", **SENTINEL_CONFIG},
+    "clinic-berlin": {"admin_user": "praxis.weber", "timezone": "Europe/Berlin", "backup": S3_BACKUP},
     "clinic-tokyo": {"admin_user": "tanaka_it", "timezone": "Asia/Tokyo"},
     "clinic-sydney": {"admin_user": "ops-admin", "timezone": "Australia/Sydney"},
 }
@@ -105,8 +115,12 @@ def test_one_run_launches_every_host_with_its_own_settings(fleet: Fleet) -> None
         assert result["settings"]["admin_user"] == wanted["admin_user"]
         assert result["settings"]["timezone"] == wanted["timezone"]
     assert summary["hosts"]["clinic-berlin"]["settings"]["backup"]["s3_secret_access_key"] == "**********"
-    assert SENTINEL not in fleet.run.stdout + fleet.run.stderr
-    assert SENTINEL not in Path(summary["log"]).read_text()
+    assert SECRET not in fleet.run.stdout + fleet.run.stderr
+    assert SECRET not in Path(summary["log"]).read_text()
+    # Only the inventory holds it: the run's private directory (generated inventory, extra vars) is gone.
+    places = [place for place in ("/tmp", "/var/tmp", str(Path.home() / ".ansible")) if Path(place).is_dir()]
+    grep = ["grep", "-rlF", "--exclude", fleet.inventory.name, "-e", SECRET, *places]
+    assert subprocess.run(grep, capture_output=True, text=True, check=False).stdout == ""
     # The hosts ran side by side: every host had task results before the first host finished its last task.
     results = [e for e in fleet.run.events if e.get("event") == "task_result"]
     first_done = min(max(i for i, e in enumerate(results) if e["host"] == name) for name in CUSTOMERS)

@@ -1,0 +1,58 @@
+"""Running other programs: argv lists only (never a shell built from values), and failures that say why.
+
+Every command the agent runs goes through `run`, so a failure always carries the command's own last
+words instead of a traceback, and tests can replace this one function.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+from shuttle_host.errors import Failed
+
+#: The PATH every child gets: root's system directories only, whatever the caller's environment holds.
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def say(text: str) -> None:
+    """Progress and problems for the person or unit watching: stderr, one line each."""
+    print(f"shuttle-host: {text}", file=sys.stderr, flush=True)
+
+
+def last_lines(text: str, count: int = 3) -> str:
+    """The last non-empty lines of a program's output, joined: what a one-line error message can hold."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " / ".join(lines[-count:])
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    what: str,
+    input: str | None = None,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv`; with `check`, a non-zero exit raises Failed("<what>: <its last lines>")."""
+    try:
+        proc = subprocess.run(
+            list(argv), input=input, cwd=cwd, env=dict(env) if env is not None else None,
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise Failed(f"{what}: {argv[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise Failed(f"{what}: no answer after {timeout:.0f}s") from None
+    if check and proc.returncode != 0:
+        why = last_lines(proc.stderr) or last_lines(proc.stdout) or f"exit code {proc.returncode}"
+        raise Failed(f"{what}: {why}")
+    return proc
+
+
+def output(argv: Sequence[str], *, what: str, **kwargs: object) -> str:
+    """The stdout of a command that must succeed."""
+    return run(argv, what=what, **kwargs).stdout  # type: ignore[arg-type]

@@ -1,0 +1,126 @@
+"""The rules a setting's value must follow, written once for both sides that judge them.
+
+`shuttle launch` (the pydantic config model on the controller) and an instance's first boot (the
+per-instance settings on the host) call these same functions, so a value one side accepts the other
+cannot refuse. Each takes a string and returns it (normalised where that is harmless) or raises
+ValueError with the words a user reads after "config field 'X' = 'value': ".
+
+Every pattern must match the whole value (`fullmatch`, and no class admits a line break), so a
+trailing newline, which `re.match(...$)` would let through, is refused everywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z)({_LABEL}\.)+[a-z]{{2,63}}")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
+_ADMIN_USER = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{2,31}")
+#: PHP password_hash() output as OpenEMR checks it (AuthHash::hashValid): bcrypt under PHP's own `$2y$`
+#: prefix, or Argon2. `$2a$`/`$2b$` (other bcrypt libraries) are refused: OpenEMR rejects them at login.
+_PASSWORD_HASH = re.compile(
+    r"\$2y\$[0-9]{2}\$[./A-Za-z0-9]{53}|\$argon2id?\$v=[0-9]+\$[a-z0-9=,]+\$[./A-Za-z0-9+]+\$[./A-Za-z0-9+]+"
+)
+#: Printable characters only: a path may hold spaces, never a control character or a line break.
+_LOCAL_PATH = re.compile(r"/[^\x00-\x1f\x7f]*")
+_S3 = re.compile(r"s3:https?://(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})?)/(?P<bucket>[^/\s]+)(/[^\s]*)?")
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: The user and host may not start with "-": they end up in an ssh command line.
+_SFTP = re.compile(r"sftp:[A-Za-z0-9_][A-Za-z0-9_.-]*@([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):[^\s]*")
+_ON_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ -]{1,64}")
+_IMAGE = re.compile(
+    r"(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?P<digest>@sha256:[a-f0-9]{64})?"
+)
+_SSH_KEY = re.compile(
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+=*( [^\n\r]*)?"
+)
+_HTTPS_URL = re.compile(r"https://[^\s]+")
+
+TARGET_FORMS = "an absolute path, s3:https://HOST/BUCKET[/PATH] or sftp:USER@HOST:/PATH"
+
+
+def hostname(value: str) -> str:
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError("must be a fully qualified DNS name such as emr.example.org")
+    return value
+
+
+def email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise ValueError("must be an email address such as it@clinic.example.org")
+    return value
+
+
+def admin_user(value: str) -> str:
+    if not _ADMIN_USER.fullmatch(value):
+        raise ValueError("must be 3-32 characters: a letter, then letters, digits, '.', '_' or '-'")
+    return value
+
+
+def password_hash(value: str) -> str:
+    if not _PASSWORD_HASH.fullmatch(value):
+        raise ValueError("must be a bcrypt ($2y$...) or Argon2 hash from PHP password_hash()")
+    return value
+
+
+def backup_target(value: str) -> str:
+    """A restic repository Shuttle can reach: a local path, an S3 bucket, or an SFTP server."""
+    if value.startswith("s3:"):
+        match = _S3.fullmatch(value)
+        if match is None:
+            raise ValueError(f"must be {TARGET_FORMS}")
+        if not _S3_BUCKET.fullmatch(match.group("bucket")):
+            raise ValueError(
+                "has an invalid S3 bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)"
+            )
+        return value
+    if value.startswith("sftp:"):
+        if not _SFTP.fullmatch(value):
+            raise ValueError(f"must be {TARGET_FORMS}")
+        return value
+    if not _LOCAL_PATH.fullmatch(value) or value.rstrip("/") == "":
+        raise ValueError(f"must be {TARGET_FORMS}")
+    return value
+
+
+def timezone(value: str) -> str:
+    if value not in zoneinfo.available_timezones():
+        raise ValueError("must be an IANA time zone name such as UTC or America/New_York")
+    return value
+
+
+def on_calendar(value: str) -> str:
+    if not _ON_CALENDAR.fullmatch(value):
+        raise ValueError("must be a systemd OnCalendar expression such as daily or *-*-* 02:30:00")
+    return value
+
+
+def image_ref(value: str) -> str:
+    match = _IMAGE.fullmatch(value)
+    if not match or (match.group("digest") is None and match.group("tag") in (None, "latest")):
+        raise ValueError("must be an image reference pinned to a tag (not 'latest') or a digest, e.g. mariadb:11.4")
+    return value
+
+
+def ssh_public_key(value: str) -> str:
+    stripped = value.strip()
+    if not _SSH_KEY.fullmatch(stripped):
+        raise ValueError("must be an OpenSSH public key line (ssh-ed25519, ssh-rsa or ecdsa)")
+    return stripped
+
+
+def network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("must be an IP address or CIDR range such as 203.0.113.0/24") from None
+
+
+def https_url(value: str) -> str:
+    if not _HTTPS_URL.fullmatch(value):
+        raise ValueError("must be an https:// URL")
+    return value

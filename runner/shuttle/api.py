@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from shuttle import config as config_module
-from shuttle import driver
+from shuttle import content, driver
 from shuttle import inventory as inventory_module
 from shuttle import targets as targets_module
 from shuttle.config import ShuttleConfig
@@ -71,7 +71,7 @@ _SNAPSHOT = re.compile(r"latest|[0-9]{8}T[0-9]{6}Z|[0-9a-f]{8,64}")
 #: What `restore` replaces, as a user should read it before confirming.
 RESTORED = (
     "the OpenEMR database, OpenEMR's sites/ volume (documents and site configuration), "
-    "/etc/shuttle (config and secrets: the database and admin passwords become the backup's) "
+    f"{content.layout()['config_dir']} (config and secrets: the database and admin passwords become the backup's) "
     "and the proxy's TLS state"
 )
 #: What `seal` clears, as a user should read it before confirming.

@@ -7,9 +7,6 @@ falls back to a default. The JSON schema users see (`shuttle schema`) is generat
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import zoneinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,78 +24,20 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shuttle.errors import BadInput
+from shuttle_host import rules
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_IMAGE = re.compile(
-    r"^(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*)"
-    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@sha256:[a-f0-9]{64})?$"
-)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_SSH_KEY = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+=*( .*)?$"
-)
-_BACKUP_TARGET = re.compile(r"^(/[^\0]*|s3:https?://[^/\s]+/[^\s]+|sftp:[^@\s]+@[^:\s]+:/?[^\s]*)$")
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_ON_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ -]{1,64}$")
-
-
-def _hostname(value: str) -> str:
-    if not _HOSTNAME.match(value):
-        raise ValueError("must be a fully qualified DNS name such as emr.example.org")
-    return value
-
-
-def _image(value: str) -> str:
-    match = _IMAGE.match(value)
-    if not match or ("@sha256:" not in value and match.group("tag") in (None, "latest")):
-        raise ValueError("must be an image reference pinned to a tag (not 'latest') or a digest, e.g. mariadb:11.4")
-    return value
-
-
-def _email(value: str) -> str:
-    if not _EMAIL.match(value):
-        raise ValueError("must be an email address")
-    return value
-
-
-def _timezone(value: str) -> str:
-    if value not in zoneinfo.available_timezones():
-        raise ValueError("must be an IANA time zone name such as UTC or America/New_York")
-    return value
-
-
-def _ssh_key(value: str) -> str:
-    if not _SSH_KEY.match(value.strip()):
-        raise ValueError("must be an OpenSSH public key line (ssh-ed25519, ssh-rsa or ecdsa)")
-    return value.strip()
-
-
-def _network(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value, strict=False))
-    except ValueError:
-        raise ValueError("must be an IP address or CIDR range such as 203.0.113.0/24") from None
-
-
-def _backup_target(value: str) -> str:
-    if not _BACKUP_TARGET.match(value):
-        raise ValueError("must be an absolute path, s3:https://HOST/BUCKET[/PATH] or sftp:USER@HOST:/PATH")
-    if value.startswith("s3:") and not _S3_BUCKET.match(value.split("/")[3]):
-        raise ValueError("has an invalid S3 bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)")
-    return value
-
-
-def _on_calendar(value: str) -> str:
-    if not _ON_CALENDAR.match(value):
-        raise ValueError("must be a systemd OnCalendar expression such as daily or *-*-* 02:30:00")
-    return value
-
-
-Hostname = Annotated[str, AfterValidator(_hostname)]
-ImageRef = Annotated[str, AfterValidator(_image)]
-Email = Annotated[str, AfterValidator(_email)]
-SshPublicKey = Annotated[str, AfterValidator(_ssh_key)]
-Network = Annotated[str, AfterValidator(_network)]
+# The rules every value follows live in the host agent's `rules` module, which an instance's first boot
+# applies too: a value `shuttle launch` accepts is never refused on the host, and the other way round.
+Hostname = Annotated[str, AfterValidator(rules.hostname)]
+ImageRef = Annotated[str, AfterValidator(rules.image_ref)]
+Email = Annotated[str, AfterValidator(rules.email)]
+SshPublicKey = Annotated[str, AfterValidator(rules.ssh_public_key)]
+Network = Annotated[str, AfterValidator(rules.network)]
+BackupTarget = Annotated[str, AfterValidator(rules.backup_target)]
+OnCalendar = Annotated[str, AfterValidator(rules.on_calendar)]
+TimeZone = Annotated[str, AfterValidator(rules.timezone)]
+AdminUser = Annotated[str, AfterValidator(rules.admin_user)]
+HttpsUrl = Annotated[str, AfterValidator(rules.https_url)]
 
 
 class Mode(StrEnum):
@@ -119,9 +58,8 @@ class _Section(BaseModel):
 
 class Acme(_Section):
     email: Email | None = Field(None, description="Contact address for the ACME account (expiry notices).")
-    directory_url: str = Field(
+    directory_url: HttpsUrl = Field(
         "https://acme-v02.api.letsencrypt.org/directory",
-        pattern=r"^https://\S+$",
         description="ACME directory URL; point it at a staging or private CA to test.",
     )
     ca_root: Path | None = Field(
@@ -179,12 +117,10 @@ class Retention(_Section):
 
 
 class Backup(_Section):
-    target: Annotated[str, AfterValidator(_backup_target)] | None = Field(
+    target: BackupTarget | None = Field(
         None, description="Repository: /absolute/path, s3:https://HOST/BUCKET/PATH or sftp:USER@HOST:/PATH."
     )
-    schedule: Annotated[str, AfterValidator(_on_calendar)] = Field(
-        "daily", description="systemd OnCalendar expression for scheduled backups."
-    )
+    schedule: OnCalendar = Field("daily", description="systemd OnCalendar expression for scheduled backups.")
     retention: Retention = Field(default_factory=Retention)
     s3_access_key_id: str | None = Field(None, description="S3 access key id, for s3: targets.")
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key; stored root-only on the host.")
@@ -220,10 +156,8 @@ class ShuttleConfig(BaseSettings):
     images_bundle: Path | None = Field(
         None, description="A `docker save` tarball on the controller, loaded instead of pulling images."
     )
-    admin_user: str = Field(
-        "admin", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{2,31}$", description="OpenEMR administrator login name."
-    )
-    timezone: Annotated[str, AfterValidator(_timezone)] = Field("UTC", description="Host and application time zone.")
+    admin_user: AdminUser = Field("admin", description="OpenEMR administrator login name.")
+    timezone: TimeZone = Field("UTC", description="Host and application time zone.")
     swap_size_mb: int = Field(2048, ge=0, le=65536, description="Swap file size when memory is small; 0 for none.")
     ssh: Ssh = Field(default_factory=Ssh)
     backup: Backup = Field(default_factory=Backup)

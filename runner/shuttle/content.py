@@ -6,7 +6,11 @@ works from any directory; an editable install finds them at the top of the repos
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -25,3 +29,10 @@ def playbook(verb: str) -> Path:
 
 def roles() -> Path:
     return root() / "roles"
+
+
+@cache
+def layout() -> dict[str, Any]:
+    """The host layout the playbooks wire into the roles (playbooks/group_vars/all/layout.yml)."""
+    data = yaml.safe_load((root() / "playbooks" / "group_vars" / "all" / "layout.yml").read_text())
+    return dict(data["shuttle_layout"])

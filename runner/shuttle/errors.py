@@ -1,4 +1,7 @@
-"""Errors the CLI turns into exit codes (see DESIGN.md: 0 done, 1 host failed, 2 bad input, 3 unreachable)."""
+"""Errors the CLI turns into exit codes (the README's table: 0 done, 1 host failed, 2 bad input, 3 unreachable).
+
+130 means interrupted.
+"""
 
 from __future__ import annotations
 

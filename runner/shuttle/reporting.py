@@ -111,6 +111,9 @@ class ConsoleReporter:
         self._done = 0
         self._total: int | None = None
 
+    def _shown_total(self) -> str:
+        return "?" if self._total is None else str(max(self._total, self._done))
+
     def start(self, verb: str, total: int | None) -> None:
         self._total = total
         if self.console.is_terminal:
@@ -136,14 +139,16 @@ class ConsoleReporter:
             if self._progress is not None and self._bar is not None:
                 self._progress.update(self._bar, description=event.task or "")
             else:
-                self.console.print(f"[{self._done}/{self._total or '?'}] {event.task}", markup=False)
+                self.console.print(f"[{self._done}/{self._shown_total()}] {event.task}", markup=False, soft_wrap=True)
             return
         self._done += 1
+        if self._total is not None and self._done > self._total:
+            # Handlers and dynamic includes run tasks the listing could not count: the total grows with them.
+            self._total = self._done
         if self._progress is not None and self._bar is not None:
             self._progress.update(
-                self._bar, completed=min(self._done, self._total or self._done),
-                description=f"{event.task} — {event.host}",
-            )  # fmt: skip
+                self._bar, total=self._total, completed=self._done, description=f"{event.task} — {event.host}"
+            )
         if event.status in _PROBLEMS:
             self.console.print(f"[red]{event.status}[/]: {escape(f'{event.host}: {event.task}')}", highlight=False)
             if event.message:
@@ -168,15 +173,16 @@ class ConsoleReporter:
         if result.status:
             self.console.print(_status_table(result.status))
         for notice in result.notices:
-            self.console.print(escape(notice), highlight=False)
+            self.console.print(escape(notice), highlight=False, soft_wrap=True)
         for warning in result.warnings:
-            self.console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+            self.console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
         for host in result.hosts.values():
             if host.message and host.status != "ok":
                 self.console.print(f"{host.host}: {host.message}", markup=False, highlight=False)
         if result.interrupted:
             self.console.print("interrupted: the run was cancelled", markup=False)
-        self.console.print(f"log: {result.log}", markup=False, highlight=False)
+        # Whole lines in a pipe: a wrapped path cannot be copied, or read by a script.
+        self.console.print(f"log: {result.log}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _backups_table(host: str, report: dict) -> Table:

@@ -58,7 +58,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """DESIGN.md's codes: a failed host outranks an unreachable one, which outranks bad input."""
+        """The README's exit codes: a failed host outranks an unreachable one, which outranks bad input."""
         if self.interrupted:
             return EXIT_INTERRUPTED
         statuses = {result.status for result in self.hosts.values()}

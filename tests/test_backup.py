@@ -1,32 +1,32 @@
 """Backups and restores, as a clinic would live through them: the recovery drill onto a new host.
 
-Host A is launched with the stand-in stack; patients and documents are created through the app's
-HTTP interface; `shuttle backup` saves to S3 (a moto server on this machine) and, after A is
-re-launched with an SFTP target, to an SFTP server (another test host running sshd). A fresh host B
-runs `launch --empty` with the SFTP target and `restore --yes` with A's passphrase: every table's
-checksum and every document's SHA-256 must match A's, and A's admin password must log in on B.
-B is then pointed at the S3 repository and restored from it the same way.
+Host A (a copy of the launched host, whose backups go to the session's S3 server, a moto server on this
+machine) is given patients and documents through the app's HTTP interface, backed up to S3, launched again
+with an SFTP target (another test host running sshd) and backed up there. Host B (a copy of the provisioned host) runs
+`launch --empty` with the SFTP target and `restore --yes` with A's passphrase: every table's checksum and
+every document's SHA-256 must match A's and A's admin password must log in on B. B is then changed (a
+patient added, a document deleted) and restored from S3: A's data again.
 
-Then on A: an older backup restored by its ID brings back the older state; a backup killed midway
-leaves a repository that checks clean and a next run that succeeds; the timer is enabled and its
-service records its result. Refusals (no --yes, a wrong passphrase) change nothing.
+Then on A: an older backup restored by its ID brings back the older state; a backup killed in its files
+part, after its database part was saved, leaves a partial run and a lock that the next run clears; the
+timer is enabled and its service records its result. Refusals (no --yes, a wrong passphrase) change
+nothing. No secret reaches a command line, an output or a log.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-import socket
-import subprocess
-import sys
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import Run, launch, run_shuttle, ssh_args, stack_config
+from tests import sites
+from tests.conftest import AGENT, LAYOUT, SECRETS_DIR, Run, Site, boot_copy, run_shuttle, secret, site, stack_config
 from tests.harness import hosts
 from tests.standins import LOGIN_POST
 
@@ -34,35 +34,7 @@ from tests.standins import LOGIN_POST
 pytestmark = [pytest.mark.hosts, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
 SITES = "/var/www/localhost/htdocs/openemr/sites"
-SECRETS = "/etc/shuttle/secrets"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory) -> Iterator[str]:
-    """A moto S3 server on this machine, reachable from the test hosts at the network's gateway."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "0.0.0.0", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://{hosts.gateway()}:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.5)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+SETTINGS = LAYOUT["settings_dir"]
 
 
 @dataclass
@@ -77,10 +49,9 @@ class Sftp:
         self.host.exec(f"cat >> /home/{self.user}/.ssh/authorized_keys", input=public_key.strip() + "\n", check=True)
 
 
-@pytest.fixture(scope="module")
-def sftp(host_factory) -> Sftp:
+def start_sftp(session: sites.Session) -> Sftp:
     """An SFTP server: a plain test host with sshd and a `clinicbackup` user owning /srv/backups."""
-    server = Sftp(host_factory("debian13"))
+    server = Sftp(session.start_host("debian13"))
     user, keys = server.user, f"/home/{server.user}/.ssh/authorized_keys"
     server.host.exec(
         f"set -e; useradd -m -s /bin/sh {user}; install -d -o {user} -m 700 /srv/backups /home/{user}/.ssh;"
@@ -125,6 +96,19 @@ class App:
         return response.json()
 
 
+def container(host: hosts.TestHost, service: str) -> str:
+    return host.exec(
+        f"docker ps -q --filter label=com.docker.compose.project={LAYOUT['project']}"
+        f" --filter label=com.docker.compose.service={service}",
+        check=True,
+    ).stdout.strip()
+
+
+def db_sql(host: hosts.TestHost, sql: str) -> str:
+    shell = 'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot -N -B'
+    return host.exec(f"docker exec -i {container(host, 'db')} sh -c '{shell}'", input=sql, check=True).stdout
+
+
 def table_checksums(host: hosts.TestHost) -> dict[str, str]:
     """CHECKSUM TABLE of every table in the application database."""
     sql = (
@@ -137,39 +121,52 @@ def table_checksums(host: hosts.TestHost) -> dict[str, str]:
     return {name: value for name, value in rows}
 
 
-def db_sql(host: hosts.TestHost, sql: str) -> str:
-    container = host.exec("docker ps -q --filter label=com.docker.compose.service=db", check=True).stdout.strip()
-    shell = 'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot -N -B'
-    return host.exec(f"docker exec -i {container} sh -c '{shell}'", input=sql, check=True).stdout
-
-
 def document_hashes(host: hosts.TestHost) -> dict[str, str]:
-    container = host.exec("docker ps -q --filter label=com.docker.compose.service=app", check=True).stdout.strip()
     listing = f"cd {SITES}/default/documents && find . -type f ! -name .keep -exec sha256sum {{}} +"
-    out = host.exec(f"docker exec {container} sh -c '{listing}'", check=True).stdout
+    out = host.exec(f"docker exec {container(host, 'app')} sh -c '{listing}'", check=True).stdout
     return {path: digest for digest, path in (line.split(maxsplit=1) for line in out.splitlines())}
 
 
-def secret(host: hosts.TestHost, name: str) -> str:
-    return host.exec(f"cat {SECRETS}/{name}", check=True).stdout.strip()
+def raw_runs(host: hosts.TestHost) -> dict[str, set[str]]:
+    """Every run in the repository and the parts it has, read with restic directly (not `backup list`,
+    which shows complete runs only)."""
+    script = (
+        f"import json, sys; sys.path.insert(0, {LAYOUT['agent_dir']!r});"
+        "from pathlib import Path; from shuttle_host import settings, restic;"
+        f"s = settings.load(Path({SETTINGS!r})); print(json.dumps(restic.Repository(s.layout, s.backup).snapshots()))"
+    )
+    out = host.exec(f"python3 -c {shlex.quote(script)}", check=True).stdout
+    found: dict[str, set[str]] = {}
+    for snap in json.loads(out):
+        tags = snap.get("tags") or []
+        run = next((t.split("=", 1)[1] for t in tags if t.startswith("shuttle-run=")), None)
+        part = next((t.split("=", 1)[1] for t in tags if t.startswith("part=")), None)
+        if run:
+            found.setdefault(run, set()).add(part or "?")
+    return found
 
 
 @dataclass
-class Site:
-    """A launched host and the way to drive it with the CLI."""
+class Drilled(Site):
+    """A host of the drill and how to drive it with the CLI."""
 
-    host: hosts.TestHost
-    tmp: Path
-    config: dict
+    runs: list[Run] | None = None
 
-    def launch(self, *args: str, **config: object) -> Run:
+    def relaunch(self, *args: str, **config: object) -> Run:
         self.config = {**self.config, **config}
-        run = launch(self.host, self.config, *args, tmp=self.tmp)
+        run = self.launch("--json", *args)
         assert run.returncode == 0, run.explain()
+        self.record(run)
+        return run
+
+    def record(self, run: Run) -> Run:
+        if self.runs is None:
+            self.runs = []
+        self.runs.append(run)
         return run
 
     def shuttle(self, verb: str, *args: str) -> Run:
-        return run_shuttle(verb, *ssh_args(self.host, self.tmp), "--json", *args, tmp=self.tmp)
+        return self.record(run_shuttle(verb, "-i", str(self.inventory), "--json", *args, tmp=self.tmp))
 
     def backup(self) -> Run:
         run = self.shuttle("backup")
@@ -183,80 +180,98 @@ class Site:
         return report
 
     def sftp_public_key(self) -> str:
-        return self.host.exec(f"cat {SECRETS}/backup-ssh-key.pub", check=True).stdout
+        return self.host.exec(f"cat {SECRETS_DIR}/backup-ssh-key.pub", check=True).stdout
 
 
-def s3_backup(endpoint: str, bucket: str) -> dict:
-    key = secrets.token_hex(8)
-    return {"target": f"s3:{endpoint}/{bucket}", "s3_access_key_id": f"AKIA{key}", "s3_secret_access_key": key}
-
-
-@pytest.fixture(scope="module")
-def site_a(host_factory, tmp_path_factory, s3: str) -> Site:
-    """Host A, launched with an S3 target and given patients and documents through the app."""
-    config = stack_config(backup=s3_backup(s3, "clinic-a"))
-    site = Site(host_factory("debian13"), tmp_path_factory.mktemp("site-a"), config)
-    site.launch()
-    app = App(site.host)
-    session = app.session("admin", secret(site.host, "openemr-admin-password"))
+def site_a(session: sites.Session) -> Drilled:
+    """Host A: a copy of the launched host (its backups already go to this session's S3 server), given
+    patients and documents through the app."""
+    launched = session.get("launched")
+    base = site(boot_copy(session, launched.snapshot), session.tmp("site-a"), launched.config)
+    a = Drilled(base.host, base.tmp, base.inventory, base.config)
+    app = App(a.host)
+    browser = app.session("admin", secret(a.host, "openemr-admin-password"))
     for number in range(5):
-        patient = app.add_patient(session, f"Pat{number}", "Example")
-        app.upload(session, patient, f"scan-{number}.bin", secrets.token_bytes(200_000 + number))
-        app.upload(session, patient, f"letter-{number}.txt", f"Dear patient {number}\n".encode() * 100)
-    return site
+        patient = app.add_patient(browser, f"Pat{number}", "Example")
+        app.upload(browser, patient, f"scan-{number}.bin", secrets.token_bytes(200_000 + number))
+        app.upload(browser, patient, f"letter-{number}.txt", f"Dear patient {number}\n".encode() * 100)
+    return a
 
 
 @dataclass
 class Drill:
-    a: Site
-    b: Site
+    a: Drilled
+    b: Drilled
     a_tables: dict[str, str]
     a_documents: dict[str, str]
     a_admin_password: str
+    a_backup: str
     s3_config: dict
     refused_without_yes: Run
     refused_wrong_passphrase: Run
     b_before_refusals: dict
     b_after_refusals: dict
+    commands: list[str]
 
 
-@pytest.fixture(scope="module")
-def drill(site_a: Site, sftp: Sftp, host_factory, tmp_path_factory) -> Drill:
-    a = site_a
+def b_state(b: Drilled) -> dict:
+    """What a refused restore must leave as it was: Shuttle's files, the containers, the databases."""
+    files = b.host.exec(f"find {LAYOUT['config_dir']} -type f -exec sha256sum {{}} + | sort", check=True).stdout
+    started = b.host.exec(
+        "docker ps -aq | xargs -r docker inspect --format '{{.Id}} {{.State.StartedAt}}' | sort", check=True
+    ).stdout
+    databases = db_sql(b.host, "SHOW DATABASES; CHECKSUM TABLE mysql.global_priv;")
+    return {"files": files, "containers": started, "databases": databases, "app": App(b.host).status()}
+
+
+@sites.job("drill", needs=("launched", "provisioned", "recorder"), weight=8)
+def build_drill(session: sites.Session) -> Drill:
+    recorder, sftp = session.get("recorder"), start_sftp(session)
+    mark = recorder.mark()
+    a = site_a(session)
     s3_config = a.config["backup"]
     a.backup()  # to S3
-    a.launch(backup={"target": sftp.target("clinic")})
+    a.relaunch(backup={"target": sftp.target("clinic")})
     sftp.allow(a.sftp_public_key())
-    a.backup()  # to SFTP
+    a_backup = a.backup().summary["backups"]
+    (a_run,) = [report["last_run"]["run"] for report in a_backup.values()]
     a_tables, a_documents = table_checksums(a.host), document_hashes(a.host)
     passphrase = a.tmp / "a-passphrase"
     passphrase.write_text(secret(a.host, "backup-passphrase") + "\n")
     passphrase.chmod(0o600)
 
-    b = Site(host_factory("debian13"), tmp_path_factory.mktemp("site-b"), stack_config(mode="empty"))
-    b.launch(backup={"target": sftp.target("clinic")})
+    host_b = boot_copy(session, session.get("provisioned").snapshot, stack=False)
+    base = site(host_b, session.tmp("site-b"), stack_config(mode="empty"))
+    b = Drilled(base.host, base.tmp, base.inventory, base.config)
+    b.relaunch(backup={"target": sftp.target("clinic")})
     sftp.allow(b.sftp_public_key())
-    before = App(b.host).status()
+    before = b_state(b)
     without_yes = b.shuttle("restore", "--passphrase-file", str(passphrase))
     wrong = b.tmp / "wrong-passphrase"
     wrong.write_text("not-the-passphrase\n")
     wrong_run = b.shuttle("restore", "--yes", "--passphrase-file", str(wrong))
-    after = App(b.host).status()
+    after = b_state(b)
     restored = b.shuttle("restore", "--yes", "--passphrase-file", str(passphrase))
     assert restored.returncode == 0, restored.explain()
     return Drill(
-        a, b, a_tables, a_documents, secret(a.host, "openemr-admin-password"), s3_config,
-        without_yes, wrong_run, before, after,
+        a, b, a_tables, a_documents, secret(a.host, "openemr-admin-password"), a_run, s3_config,
+        without_yes, wrong_run, before, after, recorder.since(mark),
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def drill(session: sites.Session) -> Iterator[Drill]:
+    yield session.get("drill")
+    session.release("drill")
 
 
 def test_a_backup_is_listed_with_both_parts(drill: Drill) -> None:
     report = drill.a.backups()
     assert report["repository"].startswith("sftp:")
-    assert len(report["backups"]) == 1, report
-    entry = report["backups"][0]
+    (entry,) = [entry for entry in report["backups"] if entry["run"] == drill.a_backup]
     assert entry["db"] and entry["files"] and not entry["safety"]
     assert report["last_run"]["result"] == "ok"
+    assert raw_runs(drill.a.host)[drill.a_backup] == {"db", "files"}
 
 
 def test_the_restored_host_has_every_table_and_document(drill: Drill) -> None:
@@ -283,14 +298,20 @@ def test_a_wrong_passphrase_is_refused_and_changes_nothing(drill: Drill) -> None
     assert run.returncode == 2, run.explain()
     assert "does not open the repository" in run.failures, run.explain()
     assert drill.b_after_refusals == drill.b_before_refusals
-    assert drill.b_before_refusals["configured"] is False
+    assert drill.b_before_refusals["app"]["configured"] is False
     assert "not-the-passphrase" not in run.stdout + run.stderr
 
 
 def test_the_new_host_restores_from_s3_too(drill: Drill) -> None:
-    """B (now holding A's passphrase) pointed at A's S3 repository: a restore from there matches A too."""
+    """B, changed since the SFTP restore (a patient added, a document deleted), pointed at A's S3 repository:
+    the restore from there brings back exactly A's data."""
     b = drill.b
-    b.launch("--empty", backup=drill.s3_config)
+    app = App(b.host)
+    app.add_patient(app.session("admin", drill.a_admin_password), "Only", "OnB")
+    doomed = next(iter(drill.a_documents)).removeprefix("./")
+    b.host.exec(f"docker exec {container(b.host, 'app')} rm {SITES}/default/documents/{doomed}", check=True)
+    assert table_checksums(b.host) != drill.a_tables and document_hashes(b.host) != drill.a_documents
+    b.relaunch("--empty", backup=drill.s3_config)
     run = b.shuttle("restore", "--yes")
     assert run.returncode == 0, run.explain()
     assert table_checksums(b.host) == drill.a_tables
@@ -300,12 +321,12 @@ def test_the_new_host_restores_from_s3_too(drill: Drill) -> None:
 def test_an_older_backup_restored_by_id_gives_the_older_state(drill: Drill) -> None:
     a = drill.a
     app = App(a.host)
-    older = a.backups()["backups"][-1]
+    older = drill.a_backup
     session = app.session("admin", drill.a_admin_password)
     app.add_patient(session, "Later", "Patient")
     assert app.status()["patients"] == 6
     a.backup()
-    run = a.shuttle("restore", "--yes", "--snapshot", older["run"])
+    run = a.shuttle("restore", "--yes", "--snapshot", older)
     assert run.returncode == 0, run.explain()
     assert app.status()["patients"] == 5
     assert table_checksums(a.host) == drill.a_tables
@@ -313,44 +334,53 @@ def test_an_older_backup_restored_by_id_gives_the_older_state(drill: Drill) -> N
     assert any(entry["safety"] for entry in report["backups"]), "no safety backup before the restore"
 
 
-def test_a_killed_backup_leaves_no_stale_lock(drill: Drill) -> None:
+def test_a_backup_killed_in_its_files_part_leaves_nothing_that_blocks_the_next(drill: Drill) -> None:
     a = drill.a
-    app = App(a.host)
-    session = app.session("admin", drill.a_admin_password)
-    app.upload(session, 1, "large-scan.bin", secrets.token_bytes(40_000_000))
-    a.host.exec("systemctl start --no-block shuttle-backup.service", check=True)
-    deadline = time.monotonic() + 60
-    while a.host.exec("pgrep -x restic").returncode != 0:
-        assert time.monotonic() < deadline, "the backup never started restic"
+    big = f"{SITES}/default/documents/large-scan.bin"
+    a.host.exec(f"docker exec {container(a.host, 'app')} sh -c 'head -c 120000000 /dev/urandom > {big}'", check=True)
+    unit = f"{LAYOUT['units']['backup']}.service"
+    a.host.exec(f"systemctl start --no-block {unit}", check=True)
+    # Frozen as soon as the files part's restic runs: the database part is saved by then, the files part is not.
+    deadline = time.monotonic() + 300
+    while a.host.exec("pgrep -f '[r]estic .*part=files'").returncode != 0:
+        assert a.host.exec(f"systemctl is-active {unit}").stdout.strip() == "activating", "the backup ended first"
+        assert time.monotonic() < deadline, "the backup never reached its files part"
         time.sleep(0.2)
-    time.sleep(1)
-    a.host.exec("systemctl kill -s KILL shuttle-backup.service", check=True)
-    a.host.exec("systemctl reset-failed shuttle-backup.service")
+    a.host.exec(f"systemctl kill -s STOP {unit}", check=True)
+    partial = {run: parts for run, parts in raw_runs(a.host).items() if parts == {"db"}}
+    assert len(partial) == 1, f"expected one run with only its database part, found {raw_runs(a.host)}"
+    a.host.exec(f"systemctl kill -s KILL {unit}; systemctl kill -s CONT {unit}; systemctl reset-failed {unit}")
     run = a.backup()
     assert "saved" in " ".join(run.summary["notices"])
-    check = a.host.exec("/usr/local/sbin/shuttle-backup check --read 100")
+    runs = raw_runs(a.host)
+    assert not set(partial) & set(runs), "the killed run's partial snapshot was not removed"
+    assert all(parts == {"db", "files"} for parts in runs.values()), runs
+    check = a.host.exec(f"{AGENT} backup check --read 100")
     assert check.returncode == 0, check.stderr
-    report = a.backups()
-    assert all(entry["db"] and entry["files"] for entry in report["backups"])
 
 
 def test_the_timer_is_enabled_and_its_service_records_the_result(drill: Drill) -> None:
-    a = drill.a
-    assert a.host.exec("systemctl is-enabled shuttle-backup.timer").stdout.strip() == "enabled"
-    assert a.host.exec("systemctl is-active shuttle-backup.timer").stdout.strip() == "active"
-    assert a.host.exec("systemctl is-enabled shuttle-backup-check.timer").stdout.strip() == "enabled"
+    a, units = drill.a, LAYOUT["units"]
+    assert a.host.exec(f"systemctl is-enabled {units['backup']}.timer").stdout.strip() == "enabled"
+    assert a.host.exec(f"systemctl is-active {units['backup']}.timer").stdout.strip() == "active"
+    assert a.host.exec(f"systemctl is-enabled {units['backup_check']}.timer").stdout.strip() == "enabled"
     before = a.backups()["last_run"]
-    time.sleep(1)
-    assert a.host.exec("systemctl start shuttle-backup.service").returncode == 0
+    assert a.host.exec(f"systemctl start {units['backup']}.service").returncode == 0
     last = a.backups()["last_run"]
-    assert last["result"] == "ok" and last["finished"] >= before["finished"] and last["run"] != before.get("run")
+    assert last["result"] == "ok" and last["run"] != before.get("run") and last["finished"] >= before["finished"]
 
 
-def test_no_secret_in_backup_and_restore_output(drill: Drill) -> None:
-    values = [secret(drill.a.host, name) for name in ("backup-passphrase", "db-root-password", "db-password")]
-    values.append(drill.a_admin_password)
-    values.append(drill.s3_config["s3_secret_access_key"])
-    for log in list(drill.a.tmp.glob("logs/*.log")) + list(drill.b.tmp.glob("logs/*.log")):
-        text = log.read_text()
-        leaked = [index for index, value in enumerate(values) if value in text]
-        assert not leaked, f"secret #{leaked} appears in {log.name}"
+def test_no_secret_reaches_a_command_line_an_output_or_a_log(drill: Drill) -> None:
+    hosts_ = (drill.a.host, drill.b.host)
+    names = ("backup-passphrase", "db-root-password", "db-password", "openemr-admin-password")
+    values = {secret(host, name) for host in hosts_ for name in names}
+    values.add(drill.s3_config["s3_secret_access_key"])
+    key = drill.a.host.exec(f"cat {SECRETS_DIR}/backup-ssh-key", check=True).stdout
+    values.add(key.splitlines()[1])  # a line of the SFTP private key
+    assert len(drill.commands) > 200, "the exec log recorded too little to prove anything"
+    outputs = [run.stdout + run.stderr for site_ in (drill.a, drill.b) for run in site_.runs or []]
+    logs = [log.read_text() for site_ in (drill.a, drill.b) for log in site_.tmp.glob("logs/*.log")]
+    for index, value in enumerate(sorted(values)):
+        assert not any(value in command for command in drill.commands), f"secret #{index} was on a command line"
+        assert not any(value in text for text in outputs), f"secret #{index} was in a run's output"
+        assert not any(value in text for text in logs), f"secret #{index} was in a run log"

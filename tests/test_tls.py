@@ -6,11 +6,14 @@ certificates, so the fixture makes Pebble's HTTPS CA and certificate itself; tha
 `PEBBLE_VA_ALWAYS_VALID=1` skips challenge validation (the test domains resolve nowhere), and Pebble issues
 90-day certificates as Let's Encrypt does (its default, 5 years, is longer than Mozilla's profiles allow).
 
-One Debian 13 host serves the whole module, launched with the real CLI (`shuttle launch --json`):
-1. with Pebble up and domain emr.shuttle.test: the served certificate must chain to Pebble's issuing CA;
-2. Pebble stopped, launched again with a new domain (down.shuttle.test), so Caddy must order a certificate that
-   cannot be had: the launch succeeds, HTTPS answers with a certificate from Caddy's internal CA, and the summary
-   carries the ACME warning; a third launch (plain output) prints it again and changes nothing.
+Three copies of the session's launched host are launched again in one run of the real CLI (`shuttle launch
+-i --json`), each with its own `shuttle_settings`:
+1. acme, with Pebble up and domain emr.shuttle.test: the served certificate must chain to Pebble's issuing CA;
+2. fallback, with an ACME directory whose port refuses connections and domain down.shuttle.test, so Caddy must
+   order a certificate that cannot be had: the launch succeeds, HTTPS answers with a certificate from Caddy's
+   internal CA, and the summary carries the ACME warning; another launch (plain output) prints it again and
+   changes nothing;
+3. provided, with a certificate and key made here: that certificate is served, its key root-only.
 
 sslyze's `--mozilla_config=intermediate` also validates the certificate path against its trust stores; neither
 Pebble's root nor Caddy's internal root is publicly trusted, so each scan is given the root that issued the
@@ -32,16 +35,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import Run, run_shuttle, ssh_args, stack_config
+from tests import sites
+from tests.conftest import LAYOUT, Run, boot_copy, host_vars_for_tests, inventory, run_shuttle
 from tests.harness import hosts
 
 pytestmark = pytest.mark.hosts
@@ -55,6 +60,7 @@ PEBBLE_VALIDITY = 90 * 24 * 3600
 
 
 def _free_port(address: str) -> int:
+    """A port nothing listens on now; whoever binds it next may race us, so the caller retries on failure."""
     with socket.socket() as sock:
         sock.bind((address, 0))
         return sock.getsockname()[1]
@@ -141,6 +147,17 @@ class Pebble:
 
 
 def start_pebble(directory: Path) -> Pebble:
+    """Pebble on two free ports; if another program took one of them first, on two others."""
+    for attempt in range(3):
+        try:
+            return _start_pebble(directory)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_pebble(directory: Path) -> Pebble:
     address = hosts.gateway(hosts.ensure_network())
     ca, cert, key = _https_ca(directory, address)
     port, management_port = _free_port(address), _free_port(address)
@@ -186,14 +203,6 @@ def start_pebble(directory: Path) -> Pebble:
             time.sleep(0.3)
 
 
-def _config(pebble: Pebble, domain: str) -> dict:
-    return stack_config(
-        domain=domain,
-        tls={"mode": "acme"},
-        acme={"email": "admin@shuttle.test", "directory_url": pebble.directory_url, "ca_root": str(pebble.https_ca)},
-    )
-
-
 def _acme_warnings(run: Run) -> list[str]:
     """The run's warnings about ACME (other roles may warn about other things)."""
     return [text for text in run.summary["warnings"] if "ACME" in text]
@@ -201,51 +210,74 @@ def _acme_warnings(run: Run) -> list[str]:
 
 @dataclass
 class Tls:
-    host: hosts.TestHost
-    pebble: Pebble
+    """Three copies of the launched host, launched again in one run, each with its own TLS settings."""
+
+    hosts: dict[str, hosts.TestHost]
     tmp: Path
-    pebble_root: str = ""
-    pebble_intermediate: str = ""
-    runs: dict[str, Run] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    config: dict
+    settings: dict[str, dict]
+    run: Run
+    pebble_root: str
+    pebble_intermediate: str
+    provided_key: Path
 
-    def launch(self, name: str, domain: str, *extra: str) -> Run:
-        started = time.monotonic()
-        run = run_shuttle(
-            "launch", *ssh_args(self.host, self.tmp), *extra,
-            config=_config(self.pebble, domain), tmp=self.tmp, env={"COLUMNS": "400"},
-        )  # fmt: skip
-        self.seconds[name] = time.monotonic() - started
-        print(f"launch {name}: {self.seconds[name]:.0f}s")
-        self.runs[name] = run
-        return run
+    def inventory(self, *names: str) -> Path:
+        path = self.tmp / f"inventory-{'-'.join(names)}.yml"
+        inventory(path, {name: self.hosts[name] for name in names}, self.tmp, **host_vars_for_tests())
+        data = yaml.safe_load(path.read_text())
+        for name in names:
+            data["all"]["hosts"][name]["shuttle_settings"] = self.settings[name]
+        path.write_text(yaml.safe_dump(data))
+        return path
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
-    """The host launched once in acme mode against a running Pebble (stage 1 of the module docstring)."""
-    tmp = tmp_path_factory.mktemp("tls")
+def _provided_certificate(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "provided-cert.pem", directory / "provided-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=provided.example.org",
+         "-addext", "subjectAltName=DNS:provided.example.org"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@sites.job("tls", needs=("launched",), weight=4)
+def build_tls(session: sites.Session) -> Tls:
+    """acme: Pebble up, domain emr.shuttle.test. fallback: an ACME directory whose port refuses connections
+    (bound, never listened on), domain down.shuttle.test. provided: a certificate made here."""
+    launched = session.get("launched")
+    tmp = session.tmp("tls")
     pebble = start_pebble(tmp)
-    host = None
-    try:
-        host = hosts.start("debian13")
-        state = Tls(host, pebble, tmp, pebble.get("/roots/0"), pebble.get("/intermediates/0"))
-        run = state.launch("acme", DOMAIN, "--json")
-        assert run.returncode == 0, run.explain()
-        yield state
-    finally:
-        pebble.stop()
-        if host is not None:
-            host.destroy()
+    session.resources["pebble"] = pebble
+    held = socket.socket()
+    held.bind((pebble.address, 0))
+    session.resources["tls-closed-port"] = held
+    cert, key = _provided_certificate(tmp)
+    email = "admin@shuttle.test"
+    settings = {
+        "acme": {"domain": DOMAIN, "tls": {"mode": "acme"},
+                 "acme": {"email": email, "directory_url": pebble.directory_url, "ca_root": str(pebble.https_ca)}},
+        "fallback": {"domain": DOWN_DOMAIN, "tls": {"mode": "acme"},
+                     "acme": {"email": email, "directory_url": f"https://{pebble.address}:{held.getsockname()[1]}/dir"}},
+        "provided": {"tls": {"mode": "provided", "cert_path": str(cert), "key_path": str(key)}},
+    }  # fmt: skip
+    copies = {name: boot_copy(session, launched.snapshot) for name in settings}
+    state = Tls(copies, tmp, launched.config, settings, Run(0, "", ""), pebble.get("/roots/0"),
+                pebble.get("/intermediates/0"), key)  # fmt: skip
+    state.run = run_shuttle("launch", "-i", str(state.inventory(*settings)), "--json", config=state.config, tmp=tmp)
+    assert state.run.returncode == 0, state.run.explain()
+    return state
 
 
 @pytest.fixture(scope="module")
-def fallback(tls: Tls) -> Tls:
-    """Stage 2: Pebble stopped, the host launched again for a domain it has no certificate for."""
-    tls.pebble.stop()
-    run = tls.launch("fallback", DOWN_DOMAIN, "--json")
-    assert run.returncode == 0, run.explain()
-    return tls
+def tls(session: sites.Session) -> Iterator[Tls]:
+    yield session.get("tls")
+    session.release("tls")
+
+
+def _warnings_for(run: Run, name: str) -> list[str]:
+    return [text for text in _acme_warnings(run) if text.startswith(f"{name}: ")]
 
 
 def _handshake(ip: str, domain: str, cadata: str | None = None) -> bytes:
@@ -296,11 +328,10 @@ def _sslyze(ip: str, domain: str, ca_file: Path) -> subprocess.CompletedProcess:
 
 
 def test_acme_certificate_chains_to_pebbles_issuing_ca(tls: Tls) -> None:
-    run = tls.runs["acme"]
-    assert _acme_warnings(run) == [], run.summary["warnings"]
+    assert _warnings_for(tls.run, "acme") == [], tls.run.summary["warnings"]
     intermediate = x509.load_pem_x509_certificate(tls.pebble_intermediate.encode())
     # A handshake that verifies against Pebble's root (and the name), then the leaf checked against the intermediate.
-    leaf = _served(tls.host.ip, DOMAIN, cadata=tls.pebble_root)
+    leaf = _served(tls.hosts["acme"].ip, DOMAIN, cadata=tls.pebble_root)
     assert leaf.issuer == intermediate.subject
     assert "Pebble Intermediate CA" in intermediate.subject.rfc4514_string()
     leaf.verify_directly_issued_by(intermediate)
@@ -309,7 +340,7 @@ def test_acme_certificate_chains_to_pebbles_issuing_ca(tls: Tls) -> None:
 
 
 def test_app_answers_on_the_acme_certificate(tls: Tls) -> None:
-    response = _get(tls.host.ip, DOMAIN, "/interface/login/login.php", tls.pebble_root)
+    response = _get(tls.hosts["acme"].ip, DOMAIN, "/interface/login/login.php", tls.pebble_root)
     assert response.status == 200
     assert int(response.getheader("Strict-Transport-Security", "").split("max-age=")[1].split(";")[0]) >= 31536000
 
@@ -317,48 +348,61 @@ def test_app_answers_on_the_acme_certificate(tls: Tls) -> None:
 def test_sslyze_mozilla_intermediate_on_the_acme_certificate(tls: Tls) -> None:
     root = tls.tmp / "pebble-root.pem"
     root.write_text(tls.pebble_root)
-    scan = _sslyze(tls.host.ip, DOMAIN, root)
+    scan = _sslyze(tls.hosts["acme"].ip, DOMAIN, root)
     assert scan.returncode == 0 and "OK - Compliant" in scan.stdout, scan.stdout[-4000:] + scan.stderr[-2000:]
 
 
-# Stage 2: Pebble stopped.
+# Stage 2: the ACME directory refuses connections.
 
 
-def test_launch_succeeds_and_warns_when_the_acme_ca_is_down(fallback: Tls) -> None:
-    warnings = _acme_warnings(fallback.runs["fallback"])
+def test_launch_succeeds_and_warns_when_the_acme_ca_is_down(tls: Tls) -> None:
+    warnings = _warnings_for(tls.run, "fallback")
     assert len(warnings) == 1, warnings
     assert f"ACME order for {DOWN_DOMAIN} failed; serving a self-signed certificate" in warnings[0]
     assert "Caddy retries automatically" in warnings[0]
-    # The reason Caddy logged: Pebble's port refuses connections.
+    # The reason Caddy logged: the directory's port refuses connections.
     assert "connection refused" in warnings[0], warnings[0]
-    # The check waits only as long as it must: the fallback certificate is there as soon as the order failed.
-    wait_task = "stack : Wait for the proxy to serve the ACME certificate"
-    waits = [e for e in fallback.runs["fallback"].events if e.get("task") == wait_task and "time" in e]
-    assert len(waits) == 2, waits
-    assert waits[-1]["time"] - waits[0]["time"] < 30
 
 
-def test_app_answers_on_the_internal_certificate(fallback: Tls) -> None:
-    root = fallback.host.exec(f"cat {CADDY_ROOT}", check=True).stdout
-    leaf = _served(fallback.host.ip, DOWN_DOMAIN, cadata=root)
+def test_app_answers_on_the_internal_certificate(tls: Tls) -> None:
+    host = tls.hosts["fallback"]
+    root = host.exec(f"cat {CADDY_ROOT}", check=True).stdout
+    leaf = _served(host.ip, DOWN_DOMAIN, cadata=root)
     assert "Caddy Local Authority" in leaf.issuer.rfc4514_string()
-    assert _get(fallback.host.ip, DOWN_DOMAIN, "/interface/login/login.php", root).status == 200
+    assert _get(host.ip, DOWN_DOMAIN, "/interface/login/login.php", root).status == 200
 
 
-def test_sslyze_mozilla_intermediate_on_the_internal_certificate(fallback: Tls) -> None:
-    root = fallback.tmp / "caddy-root.pem"
-    root.write_text(fallback.host.exec(f"cat {CADDY_ROOT}", check=True).stdout)
-    scan = _sslyze(fallback.host.ip, DOWN_DOMAIN, root)
+def test_sslyze_mozilla_intermediate_on_the_internal_certificate(tls: Tls) -> None:
+    host = tls.hosts["fallback"]
+    root = tls.tmp / "caddy-root.pem"
+    root.write_text(host.exec(f"cat {CADDY_ROOT}", check=True).stdout)
+    scan = _sslyze(host.ip, DOWN_DOMAIN, root)
     assert scan.returncode == 0 and "OK - Compliant" in scan.stdout, scan.stdout[-4000:] + scan.stderr[-2000:]
 
 
-def test_rerun_prints_the_warning_and_changes_nothing(fallback: Tls) -> None:
-    before = set((fallback.tmp / "logs").glob("*-launch-*.log"))
-    run = fallback.launch("rerun", DOWN_DOMAIN)  # plain output, as an admin's shell without a terminal shows it
+def test_rerun_prints_the_warning_and_changes_nothing(tls: Tls) -> None:
+    before = set((tls.tmp / "logs").glob("*-launch-*.log"))
+    # Plain output, as an admin's shell without a terminal shows it.
+    run = run_shuttle(
+        "launch", "-i", str(tls.inventory("fallback")), config=tls.config, tmp=tls.tmp, env={"COLUMNS": "400"}
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     text = " ".join(run.stdout.split())
     warning = rf"warning: \S+: ACME order for {re.escape(DOWN_DOMAIN)} failed; serving a self-signed"
     assert re.search(warning, text), text[-3000:]
-    (log,) = set((fallback.tmp / "logs").glob("*-launch-*.log")) - before
+    (log,) = set((tls.tmp / "logs").glob("*-launch-*.log")) - before
     summary = [line for line in log.read_text().splitlines() if " summary " in line]
     assert len(summary) == 1 and " changed=0 " in summary[0], summary
+
+
+# The provided certificate.
+
+
+def test_a_provided_certificate_is_served_and_its_key_kept_root_only(tls: Tls) -> None:
+    host = tls.hosts["provided"]
+    leaf = _served(host.ip, "provided.example.org")
+    assert "provided.example.org" in leaf.subject.rfc4514_string()
+    key_mode = host.exec(f"stat -c '%a %U' {LAYOUT['compose_dir']}/caddy/tls/key.pem", check=True).stdout.split()
+    assert key_mode == ["600", "root"]
+    key_line = tls.provided_key.read_text().split("\n")[1]
+    assert key_line not in tls.run.stdout + tls.run.stderr, "the private key reached the output"

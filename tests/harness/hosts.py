@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ NETWORK = "shuttle-test"
 LABEL = "io.shuttle.testhost"
 STATE_DIR = Path(os.environ.get("SHUTTLE_TEST_STATE", "/var/tmp/shuttle-test"))
 
-#: The flags DESIGN.md lists for a systemd host with a working nested Docker engine.
+#: The flags a systemd host needs here for systemd, ufw, fail2ban and a nested Docker engine to work.
 RUN_FLAGS = (
     "--cap-add=ALL",
     "--cap-drop=SYS_RESOURCE",
@@ -43,21 +44,29 @@ def _docker(*args: str, check: bool = True, input: str | None = None) -> subproc
     return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, input=input)
 
 
-def ssh_key() -> Path:
+_lock = threading.Lock()
+
+
+def ssh_key(name: str = "id_ed25519", comment: str = "shuttle-test") -> Path:
     """The harness' own SSH key pair, generated once; tests log in to hosts with it."""
-    key = STATE_DIR / "id_ed25519"
-    if not key.exists():
+    key = STATE_DIR / name
+    with _lock:
+        if key.exists():
+            return key
         STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "shuttle-test", "-f", str(key)],
-            check=True,
-        )
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], check=True)
     return key
 
 
+def admin_key() -> Path:
+    """A second key pair: an admin's, given to launches as `ssh.admin_keys` (the harness key is root's own)."""
+    return ssh_key("admin_ed25519", "shuttle-test-admin")
+
+
 def ensure_network(name: str = NETWORK, *, internal: bool = False) -> str:
-    if _docker("network", "inspect", name, check=False).returncode != 0:
-        _docker("network", "create", *(["--internal"] if internal else []), "--label", LABEL, name)
+    with _lock:
+        if _docker("network", "inspect", name, check=False).returncode != 0:
+            _docker("network", "create", *(["--internal"] if internal else []), "--label", LABEL, name)
     return name
 
 
@@ -75,6 +84,8 @@ class TestHost:
     ssh_port: int
     ip: str
     key: Path
+    #: A named Docker volume at /var/lib/docker to remove with the host ("" or a path: an anonymous one).
+    volume: str = ""
 
     @property
     def target(self) -> str:
@@ -95,8 +106,18 @@ class TestHost:
             command,
         ]
 
+    def refresh(self) -> None:
+        """Read the address and SSH port again (a restarted container may get new ones)."""
+        info = json.loads(_docker("inspect", self.name).stdout)[0]
+        networks = info["NetworkSettings"]["Networks"]
+        self.ip = next(iter(networks.values()))["IPAddress"]
+        ports = info["NetworkSettings"]["Ports"].get("22/tcp") or []
+        self.ssh_port = int(ports[0]["HostPort"]) if ports else 0
+
     def destroy(self) -> None:
         _docker("rm", "-f", "-v", self.name, check=False)
+        if self.volume and not self.volume.startswith("/"):
+            _docker("volume", "rm", "-f", self.volume, check=False)
 
 
 def ssh_options(key: Path) -> list[str]:
@@ -137,24 +158,34 @@ def start(
     authorized_key: bool = True,
     publish: tuple[int, ...] = (),
     timeout: float = 90,
+    snapshot: Snapshot | None = None,
 ) -> TestHost:
-    """Start a fresh host of `distro`, wait until systemd and sshd are up, and return it."""
-    image = images.build(images.RECIPES[distro])
+    """Start a fresh host of `distro` (or a copy of a snapshot), wait until systemd and sshd are up."""
+    image = snapshot.image if snapshot else images.build(images.RECIPES[distro])
     ensure_network(network)
     name = name or f"shuttle-th-{distro}-{secrets.token_hex(3)}"
+    volume = "/var/lib/docker"
+    if snapshot is not None:
+        volume = f"{name}-docker:/var/lib/docker"
+        copy_volume(snapshot.volume, f"{name}-docker", image=snapshot.image)
     ports = [f"--publish=127.0.0.1::{p}" for p in (22, *publish)]
     _docker(
         "run", "--detach", "--name", name, "--hostname", name, "--label", LABEL,
-        "--network", network, "--volume", "/var/lib/docker", *RUN_FLAGS, *ports, image,
+        "--network", network, "--volume", volume, *RUN_FLAGS, *ports, image,
     )  # fmt: skip
     info = json.loads(_docker("inspect", name).stdout)[0]
     ssh_port = int(info["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
     ip = info["NetworkSettings"]["Networks"][network]["IPAddress"]
     key = ssh_key()
-    host = TestHost(name=name, distro=distro, ssh_port=ssh_port, ip=ip, key=key)
+    host = TestHost(name=name, distro=distro, ssh_port=ssh_port, ip=ip, key=key, volume=volume.split(":")[0])
     setup = "install -d -m 0700 /root/.ssh"
     if authorized_key:
-        setup += f" && echo '{key.with_suffix('.pub').read_text().strip()}' > /root/.ssh/authorized_keys"
+        # Added when missing, never overwritten: a copy of a launched host keeps the keys its launch added.
+        public = key.with_suffix(".pub").read_text().strip()
+        setup += (
+            f" && touch /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys"
+            f" && (grep -qxF '{public}' /root/.ssh/authorized_keys || echo '{public}' >> /root/.ssh/authorized_keys)"
+        )
     if images.apt_cache_reachable():
         proxy = f'Acquire::http::Proxy "http://{gateway(network)}:{images.APT_CACHE_PORT}";'
         setup += f" && echo '{proxy}' > /etc/apt/apt.conf.d/00shuttle-test-proxy"
@@ -169,6 +200,39 @@ def start(
         host.destroy()
         raise
     return host
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A host as it was at one moment: its container committed to an image and a copy of its Docker volume."""
+
+    image: str
+    volume: str
+
+    def remove(self) -> None:
+        _docker("image", "rm", "-f", self.image, check=False)
+        _docker("volume", "rm", "-f", self.volume, check=False)
+
+
+def docker_volume(host: TestHost) -> str:
+    """The volume at the host's /var/lib/docker."""
+    mounts = json.loads(_docker("inspect", host.name).stdout)[0]["Mounts"]
+    return next(mount["Name"] for mount in mounts if mount["Destination"] == "/var/lib/docker")
+
+
+def snapshot(host: TestHost, name: str) -> Snapshot:
+    """Save a running host as a VM snapshot would: frozen (`docker pause`) while its container is committed and its
+    Docker volume copied, then thawed. A copy boots like the host after a power cut: from a consistent disk."""
+    image = f"shuttle-test/snapshot:{name}"
+    volume = f"shuttle-snapshot-{name}"
+    _docker("volume", "rm", "-f", volume, check=False)
+    _docker("pause", host.name)
+    try:
+        _docker("commit", "--pause=false", host.name, image)
+        copy_volume(docker_volume(host), volume, image=image)
+    finally:
+        _docker("unpause", host.name)
+    return Snapshot(image, volume)
 
 
 def offline_network(name: str) -> str:
@@ -235,7 +299,14 @@ def port(host: TestHost, container_port: int) -> int:
 
 
 def destroy_all() -> None:
-    """Remove every test host (and its Docker volume) this harness started."""
+    """Remove every test host this harness started, their volumes, snapshots and test networks."""
     ids = _docker("ps", "-aq", "--filter", f"label={LABEL}").stdout.split()
     if ids:
         _docker("rm", "-f", "-v", *ids, check=False)
+    volumes = _docker("volume", "ls", "-q", "--filter", f"label={LABEL}").stdout.split()
+    volumes += [v for v in _docker("volume", "ls", "-q").stdout.split() if v.startswith("shuttle-snapshot-")]
+    if volumes:
+        _docker("volume", "rm", "-f", *volumes, check=False)
+    saved = _docker("image", "ls", "-q", "--filter", "reference=shuttle-test/*").stdout.split()
+    if saved:
+        _docker("image", "rm", "-f", *saved, check=False)

@@ -13,21 +13,18 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import urllib.request
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-#: Packages a minimal cloud image has and the tests rely on: an init, an SSH server, Python for Ansible.
-BASE_PACKAGES = (
-    "python3",
-    "systemd",
-    "systemd-sysv",
-    "dbus",
-    "openssh-server",
-    "sudo",
-    "iproute2",
-    "ca-certificates",
-)
+from tests.harness import progress
+
+#: A minimal host: what `debootstrap --variant=minbase` gives plus an init, an SSH server, Python for Ansible
+#: and sudo. Nothing else: every tool a role relies on, the role must install itself.
+BASE_PACKAGES = ("python3", "systemd", "systemd-sysv", "openssh-server", "sudo")
 
 #: Units that cannot work inside a container; masking them lets systemd reach "running".
 MASKED_UNITS = ("systemd-modules-load.service", "sys-kernel-config.mount", "getty@tty1.service")
@@ -49,6 +46,8 @@ WantedBy=sysinit.target
 """
 
 APT_CACHE_PORT = 3142
+#: One build of an image at a time per tag (a session builds images while fixtures ask for them).
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 UPSTREAM_MIRROR = os.environ.get("SHUTTLE_TEST_MIRROR", "http://deb.debian.org/debian")
 
 
@@ -61,7 +60,7 @@ class Recipe:
     packages: tuple[str, ...] = BASE_PACKAGES
     masked: tuple[str, ...] = MASKED_UNITS
     mirror: str = UPSTREAM_MIRROR
-    revision: int = 1
+    revision: int = 2
     units: dict[str, str] = field(default_factory=lambda: {"shuttle-testhost-proc-sys.service": PROC_SYS_UNIT})
 
     @property
@@ -159,16 +158,22 @@ def import_rootfs(root: Path, tag: str, changes: tuple[str, ...] = ()) -> None:
 
 def build(recipe: Recipe, *, force: bool = False) -> str:
     """Build the image for `recipe` unless an image with its tag exists; return the tag."""
-    if image_exists(recipe.tag) and not force:
-        return recipe.tag
-    with tempfile.TemporaryDirectory(prefix="shuttle-rootfs-", dir="/var/tmp") as tmp:
-        root = Path(tmp) / "rootfs"
-        debootstrap(root, recipe.suite, recipe.mirror, recipe.packages)
-        _finish_rootfs(root, recipe)
-        import_rootfs(root, recipe.tag, ('CMD ["/lib/systemd/systemd"]',))
+    with _locks[recipe.tag]:
+        if image_exists(recipe.tag) and not force:
+            return recipe.tag
+        with (
+            progress.step(f"building the {recipe.distro} test host image (debootstrap {recipe.suite})"),
+            tempfile.TemporaryDirectory(prefix="shuttle-rootfs-", dir="/var/tmp") as tmp,
+        ):
+            root = Path(tmp) / "rootfs"
+            debootstrap(root, recipe.suite, recipe.mirror, recipe.packages)
+            _finish_rootfs(root, recipe)
+            import_rootfs(root, recipe.tag, ('CMD ["/lib/systemd/systemd"]',))
     return recipe.tag
 
 
 def build_all(distros: list[str] | None = None) -> dict[str, str]:
-    """Build (or reuse) every requested base image; return distro -> tag."""
-    return {name: build(RECIPES[name]) for name in distros or list(RECIPES)}
+    """Build (or reuse) every requested base image, side by side; return distro -> tag."""
+    names = distros or list(RECIPES)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return dict(zip(names, pool.map(lambda name: build(RECIPES[name]), names), strict=True))

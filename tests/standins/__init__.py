@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness import images
-
-log = logging.getLogger(__name__)
+from tests.harness import images, progress
 
 HERE = Path(__file__).resolve().parent
 
@@ -131,9 +130,11 @@ def build_base(*, force: bool = False) -> str:
     tag = base_tag()
     if images.image_exists(tag) and not force:
         return tag
-    log.info("building %s (debootstrap %s)", tag, BASE_SUITE)
     old = _image_id(tag)
-    with tempfile.TemporaryDirectory(prefix="shuttle-standin-", dir="/var/tmp") as tmp:
+    with (
+        progress.step(f"building the stand-ins' base image (debootstrap {BASE_SUITE})"),
+        tempfile.TemporaryDirectory(prefix="shuttle-standin-", dir="/var/tmp") as tmp,
+    ):
         root = Path(tmp) / "rootfs"
         images.debootstrap(root, BASE_SUITE)
         _slim_rootfs(root)
@@ -208,7 +209,6 @@ def build(key: str, *, force: bool = False) -> str:
     digest = standin.recipe_hash(base)
     if not force and _label(standin.tag) == digest:
         return standin.tag
-    log.info("building %s (recipe %s)", standin.tag, digest)
     old = _image_id(standin.tag)
     cmd = [
         "docker",
@@ -226,7 +226,8 @@ def build(key: str, *, force: bool = False) -> str:
     ]
     # The classic builder uses local images as they are; BuildKit would try to resolve FROM in a registry.
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
+    with progress.step(f"building the stand-in image {standin.tag}"):
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
         raise RuntimeError(f"docker build of {standin.tag} failed:\n{tail}")
@@ -235,8 +236,10 @@ def build(key: str, *, force: bool = False) -> str:
 
 
 def build_all(force: bool = False) -> dict[str, str]:
-    """Build (or reuse) every stand-in; return config key -> tag, the shape of the config's `images`."""
-    return {key: build(key, force=force) for key in IMAGES}
+    """Build (or reuse) every stand-in, side by side; return config key -> tag, the shape of the config's `images`."""
+    build_base()
+    with ThreadPoolExecutor(max_workers=len(IMAGES)) as pool:
+        return dict(zip(IMAGES, pool.map(lambda key: build(key, force=force), IMAGES), strict=True))
 
 
 def bundle_hash() -> str:
@@ -244,7 +247,15 @@ def bundle_hash() -> str:
     return _digest({key: [standin.tag, standin.recipe_hash(base)] for key, standin in STANDINS.items()})
 
 
+_bundling = threading.Lock()
+
+
 def bundle(directory: Path = STATE_DIR, *, force: bool = False) -> Path:
+    with _bundling:
+        return _bundle(directory, force=force)
+
+
+def _bundle(directory: Path, *, force: bool) -> Path:
     """The offline images bundle Shuttle loads onto test hosts: `docker save` of all three stand-ins.
 
     Named by a hash of all recipes, written under a temporary name and renamed when complete, so an
@@ -260,8 +271,8 @@ def bundle(directory: Path = STATE_DIR, *, force: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".standins-", suffix=".tar.part", dir=directory)
     os.close(fd)
     try:
-        log.info("saving %s", path)
-        subprocess.run(["docker", "save", "--output", tmp, *tags], check=True)
+        with progress.step(f"saving the images bundle {path.name}"):
+            subprocess.run(["docker", "save", "--output", tmp, *tags], check=True)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

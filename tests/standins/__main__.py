@@ -6,7 +6,6 @@ A CI job or a developer runs this once before the slow tests so the build cost s
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from tests import standins
@@ -16,7 +15,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.standins", description=__doc__)
     parser.add_argument("--force", action="store_true", help="rebuild every image even if its recipe is unchanged")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.force:
         standins.build_base(force=True)
     print(standins.bundle(force=args.force))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from shuttle_host import acme
+from tests.unit.agent.fake_clock import FakeClock
 
 
 def test_the_reason_is_the_last_error_logged_for_the_domain() -> None:
@@ -17,17 +18,6 @@ def test_the_reason_is_the_last_error_logged_for_the_domain() -> None:
     ]  # fmt: skip
     assert acme.order_error(lines, "emr.example.org") == "dial tcp 10.0.0.1:14000: connect: connection refused"
     assert acme.order_error(lines, "none.example.org") == ""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Logs:
@@ -44,7 +34,7 @@ def check(host_settings, looks: list[str], monkeypatch) -> tuple[dict, float]:
 
     monkeypatch.setattr(docker.Docker, "logs", lambda self, service, tail: [])
     seen = iter(looks)
-    clock = Clock()
+    clock = FakeClock()
     result = acme.check(host_settings, look=lambda: next(seen), clock=clock, sleep=clock.sleep)
     return result, clock.now
 

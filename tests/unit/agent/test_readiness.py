@@ -6,6 +6,7 @@ import pytest
 
 from shuttle_host import readiness
 from shuttle_host.readiness import Service
+from tests.unit.agent.fake_clock import FakeClock
 
 
 def svc(name: str, state: str = "running", health: str = "healthy", restarts: int = 0, cid: str = "") -> Service:
@@ -54,20 +55,9 @@ def test_the_problem_names_the_services_and_their_state() -> None:
     assert readiness.verdict([], max_restarts=3).problem() == "the compose project has no services"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_a_wait_ends_as_soon_as_the_stack_is_ready() -> None:
     looks = iter([[svc("app", health="starting")], [svc("app", health="starting")], [svc("app")]])
-    clock = Clock()
+    clock = FakeClock()
     verdict = readiness.wait(lambda: next(looks), timeout=900, interval=5, max_restarts=3, clock=clock,
                              sleep=clock.sleep)  # fmt: skip
     assert verdict.ready and clock.now == 10
@@ -79,7 +69,7 @@ def test_a_wait_fails_a_crash_loop_long_before_its_timeout() -> None:
     def look() -> list[Service]:
         return [svc("db"), svc("app", state="restarting", health="none", restarts=next(counts))]
 
-    clock = Clock()
+    clock = FakeClock()
     verdict = readiness.wait(look, timeout=900, interval=1, max_restarts=3, clock=clock, sleep=clock.sleep)
     assert verdict.kind == "failed" and clock.now == 3
 
@@ -88,14 +78,14 @@ def test_a_recreated_container_counts_its_restarts_from_zero() -> None:
     looks = iter([[svc("app", "restarting", "none", restarts=7, cid="old")],
                   [svc("app", "restarting", "none", restarts=2, cid="new")],
                   [svc("app", "restarting", "none", restarts=3, cid="new")]])  # fmt: skip
-    clock = Clock()
+    clock = FakeClock()
     verdict = readiness.wait(lambda: next(looks), timeout=900, interval=1, max_restarts=3, clock=clock,
                              sleep=clock.sleep)  # fmt: skip
     assert verdict.kind == "failed" and clock.now == 2
 
 
 def test_a_wait_that_runs_out_says_waiting() -> None:
-    clock = Clock()
+    clock = FakeClock()
     verdict = readiness.wait(lambda: [svc("app", health="starting")], timeout=30, interval=5, max_restarts=3,
                              clock=clock, sleep=clock.sleep)  # fmt: skip
     assert verdict.kind == "waiting" and clock.now == 30

@@ -22,11 +22,13 @@ WATCHED = "/etc /opt /usr /srv /var/lib /var/log /tmp /home /root"
 
 
 def changes(host: hosts.TestHost) -> str:
-    """Files, with their size and mtime, where a run would write (the journal, which the SSH login itself
-    writes to, is left out)."""
+    """Files, with their size and mtime, where a run would write. Left out: what the SSH login itself writes
+    (the journal, the login records) and directories' mtimes, which a module's own temporary directory,
+    made and removed again, moves; the listing still shows any entry added or removed."""
     listing = host.exec(
-        f"find {WATCHED} -xdev \\( -path /var/log/journal -o -path /var/lib/systemd/timers \\) -prune -o "
-        "-printf '%p %s %T@\\n' | sort"
+        f"find {WATCHED} -xdev \\( -path /var/log/journal -o -path /var/lib/systemd/timers "
+        "-o -path /var/log/wtmp -o -path /var/log/btmp -o -path /var/log/lastlog \\) -prune "
+        "-o -type d -printf '%p/\\n' -o -printf '%p %s %T@\\n' | sort"
     )
     assert listing.returncode == 0, listing.stderr
     return listing.stdout

@@ -31,6 +31,7 @@ RUN_FLAGS = (
     "--cap-drop=SYS_TIME",
     "--security-opt=seccomp=unconfined",
     "--security-opt=apparmor=unconfined",
+    # /proc/sys writable, as on a VM: sysctl settings and Docker's IPv6 setup need it.
     "--security-opt=systempaths=unconfined",
     "--tmpfs=/run",
     "--tmpfs=/run/lock",
@@ -208,6 +209,7 @@ class Snapshot:
 
     image: str
     volume: str
+    distro: str
 
     def remove(self) -> None:
         _docker("image", "rm", "-f", self.image, check=False)
@@ -232,7 +234,7 @@ def snapshot(host: TestHost, name: str) -> Snapshot:
         copy_volume(docker_volume(host), volume, image=image)
     finally:
         _docker("unpause", host.name)
-    return Snapshot(image, volume)
+    return Snapshot(image, volume, host.distro)
 
 
 def offline_network(name: str) -> str:

@@ -17,7 +17,7 @@ import threading
 import urllib.request
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tests.harness import progress
@@ -28,22 +28,6 @@ BASE_PACKAGES = ("python3", "systemd", "systemd-sysv", "openssh-server", "sudo")
 
 #: Units that cannot work inside a container; masking them lets systemd reach "running".
 MASKED_UNITS = ("systemd-modules-load.service", "sys-kernel-config.mount", "getty@tty1.service")
-
-#: Docker masks /proc/sys read-only unless started with systempaths=unconfined, which Molecule's docker
-#: driver cannot pass. A VM has a writable /proc/sys (sysctl settings, Docker's IPv6 setup need it), so
-#: the test host remounts it at boot, before anything else starts.
-PROC_SYS_UNIT = """[Unit]
-Description=Make /proc/sys writable as on a VM (test hosts only)
-DefaultDependencies=no
-Before=sysinit.target systemd-sysctl.service
-
-[Service]
-Type=oneshot
-ExecStart=/bin/mount -o remount,rw /proc/sys
-
-[Install]
-WantedBy=sysinit.target
-"""
 
 APT_CACHE_PORT = 3142
 #: One build of an image at a time per tag (a session builds images while fixtures ask for them).
@@ -61,7 +45,6 @@ class Recipe:
     masked: tuple[str, ...] = MASKED_UNITS
     mirror: str = UPSTREAM_MIRROR
     revision: int = 2
-    units: dict[str, str] = field(default_factory=lambda: {"shuttle-testhost-proc-sys.service": PROC_SYS_UNIT})
 
     @property
     def tag(self) -> str:
@@ -114,12 +97,6 @@ def _finish_rootfs(root: Path, recipe: Recipe) -> None:
     """Make the debootstrapped tree look like a freshly provisioned cloud VM."""
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d/debian.sources").write_text(_sources(recipe))
-    for unit, text in recipe.units.items():
-        (root / "etc/systemd/system" / unit).write_text(text)
-        wants = root / "etc/systemd/system/sysinit.target.wants"
-        wants.mkdir(exist_ok=True)
-        (wants / unit).unlink(missing_ok=True)
-        (wants / unit).symlink_to(f"/etc/systemd/system/{unit}")
     for unit in recipe.masked:
         link = root / "etc/systemd/system" / unit
         link.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,20 +258,66 @@ def _session(config: pytest.Config) -> sites.Session:
     return existing
 
 
+def _jobs_of(item: pytest.Item) -> set[str]:
+    """The jobs a test needs: those its fixtures are named after, and those its module lists in PREFETCH (a
+    fixture that picks its job by a parameter)."""
+    names = set(getattr(item, "fixturenames", ())) | set(getattr(getattr(item, "module", None), "PREFETCH", ()))
+    return names & set(sites.REGISTRY)
+
+
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> None:
-    """Start every job the collected tests need, in the background, before the first test runs."""
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """Start every job the collected tests need, in the background, before the first test runs; then run the
+    modules in their order, except that (in the default order) a module whose jobs are done goes before one
+    that would wait for its own: the tests use the time the setups take."""
     if session.config.option.collectonly:
-        return
-    # A job is needed by the tests whose fixtures are named after it, or whose module lists it in PREFETCH
-    # (a fixture that picks its job by a parameter); it ranks by the first such test.
+        return None
     ranks: dict[str, float] = {}
     for index, item in enumerate(session.items):
-        names = set(getattr(item, "fixturenames", ())) | set(getattr(getattr(item, "module", None), "PREFETCH", ()))
-        for name in names & set(sites.REGISTRY):
+        for name in _jobs_of(item):
             ranks.setdefault(name, index)
-    if ranks:
-        _session(session.config).prefetch(ranks)
+    if not ranks:
+        return None
+    jobs = _session(session.config)
+    jobs.prefetch(ranks)
+    if session.config.getoption("--module-order") == "reverse":
+        return None  # the strict order, as asked
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        raise session.Interrupted(f"{session.testsfailed} errors during collection")
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in session.items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    needs = {module: set().union(*(_jobs_of(item) for item in items)) for module, items in modules.items()}
+    order = [modules.pop(jobs.first_ready(needs, list(modules)))]
+    while order:
+        items = order.pop()
+        for index, item in enumerate(items):
+            nextitem = items[index + 1] if index + 1 < len(items) else None
+            if nextitem is None and modules:
+                order.append(modules.pop(jobs.first_ready(needs, list(modules))))
+                nextitem = order[-1][0]
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            if session.shouldfail:
+                raise session.Failed(session.shouldfail)
+            if session.shouldstop:
+                raise session.Interrupted(session.shouldstop)
+    return True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After a module's last test, remove the hosts of the jobs no test still to run needs: an idle host with
+    its stack up costs CPU the other setups need, and a job may serve several modules (the fleet)."""
+    yield
+    done = item.config.stash.setdefault(_DONE, set())
+    done.add(item.nodeid)
+    jobs = getattr(item.config, "_shuttle_session", None)
+    if jobs is None or (nextitem is not None and getattr(nextitem, "module", None) is getattr(item, "module", None)):
+        return
+    jobs.release_unneeded(set().union(*(_jobs_of(i) for i in item.session.items if i.nodeid not in done)))
+
+
+_DONE = pytest.StashKey[set[str]]()
 
 
 @pytest.fixture(scope="session")
@@ -288,10 +334,20 @@ def host_factory(session: sites.Session, base_images: dict[str, str]) -> Callabl
 def boot_copy(session: sites.Session, snapshot: hosts.Snapshot, *, stack: bool = True) -> hosts.TestHost:
     """A new host booted from a copy of a snapshot, its stack (if it has one) waited for."""
     with progress.step("booting a copy of a saved host"):
-        host = session.start_host("debian13", snapshot=snapshot)
+        host = session.start_host(snapshot.distro, snapshot=snapshot)
         if stack:
             wait_stack(host)
     return host
+
+
+def boot_copies(
+    session: sites.Session, snapshot: hosts.Snapshot, names: Iterable[str], *, stack: bool = True
+) -> dict[str, hosts.TestHost]:
+    """Copies of a snapshot booted side by side (each mostly waits for systemd and its stack), by name."""
+    names = list(names)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        copies = pool.map(lambda _: boot_copy(session, snapshot, stack=stack), names)
+        return dict(zip(names, copies, strict=True))
 
 
 @pytest.fixture(scope="session")
@@ -437,7 +493,10 @@ def launched_snapshot(launched: Launched) -> hosts.Snapshot:
 def build_provisioned(session: sites.Session) -> Launched:
     """The Debian 12 root: `--check` of a full launch on a fresh host, then a launch in bake mode (everything
     installed, images loaded, no secret, nothing started), saved for copies and removed."""
-    provisioned = launch_fresh(session, "debian12", stack_config(mode="bake"), check_config=stack_config())
+    small_swap = {"swap_size_mb": 512}  # the swap file is made once: copies launched later keep this one
+    provisioned = launch_fresh(
+        session, "debian12", stack_config(mode="bake", **small_swap), check_config=stack_config(**small_swap)
+    )
     provisioned.snapshot = session.snapshot(provisioned.host, f"provisioned-{os.getpid()}")
     provisioned.host.destroy()
     return provisioned

@@ -8,9 +8,10 @@ ready job the earliest test needs, so the tests wait as little as they can. A fi
 asks for its job's result and waits only if it is not done yet. So a drill's three converges run while the
 launch tests read the launched host, and a run of one module builds only what that module needs.
 
-Hosts are shared the way the tests use them: a job's result is read by its own module's tests only, the
-launched root by the tests that only read it. Every host and snapshot is removed when the session ends, also
-when it ends early (a job still converging then fails fast: its host is gone).
+Hosts are shared the way the tests use them: a job's result is read by its own module's tests (the fleet by
+test_fleet's and test_tls's), the launched root by the tests that only read it. A job's hosts are removed once
+no test still to run needs it or a job made from it; every host and snapshot when the session ends, also when
+it ends early (a job still converging then fails fast: its host is gone).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import heapq
 import threading
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,22 @@ class Session:
         for host in done:
             host.destroy()
 
+    def release_unneeded(self, needed: set[str]) -> None:
+        """Release every finished job that neither `needed` nor a job they need (a copy may be made of its
+        snapshot, a later test may read its S3 server) is: called when a module's tests are done."""
+        keep: set[str] = set()
+        pending = list(needed)
+        while pending:
+            name = pending.pop()
+            if name not in keep and name in REGISTRY:
+                keep.add(name)
+                pending.extend(REGISTRY[name].needs)
+        with self._lock:
+            done = [name for name in self._owned if name in self._futures and self._futures[name].done()]
+        for name in done:
+            if name not in keep:
+                self.release(name)
+
     def snapshot(self, host: hosts.TestHost, name: str) -> hosts.Snapshot:
         with progress.step(f"saving {host.name} as the snapshot {name}"):
             saved = hosts.snapshot(host, name)
@@ -146,6 +163,18 @@ class Session:
             if not self.cancelled.is_set():
                 progress.say(f"preparing {entry.name} failed: {''.join(traceback.format_exception_only(problem))}")
             future.set_exception(problem)
+
+    def first_ready(self, needs: dict[str, set[str]], candidates: list[str]) -> str:
+        """The first of `candidates` whose jobs (`needs[candidate]`) are all done, waiting for one if none is."""
+        while True:
+            waiting: set[Future] = set()
+            for candidate in candidates:
+                futures = {self.want(name) for name in needs[candidate]}
+                pending = {future for future in futures if not future.done()}
+                if not pending:
+                    return candidate
+                waiting |= pending
+            wait(waiting, return_when=FIRST_COMPLETED)
 
     def get(self, name: str) -> Any:
         return self.want(name).result()

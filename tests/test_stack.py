@@ -14,7 +14,6 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -28,7 +27,7 @@ from tests.conftest import (
     Empty,
     Launched,
     Run,
-    boot_copy,
+    boot_copies,
     host_vars_for_tests,
     inventory,
     run_shuttle,
@@ -216,7 +215,7 @@ class Broken:
 def build_broken(session: sites.Session) -> Broken:
     """Two copies of the launched host, launched in one run, each with its own broken image (per-host settings)."""
     launched = session.get("launched")
-    copies = {name: boot_copy(session, launched.snapshot) for name in BROKEN}
+    copies = boot_copies(session, launched.snapshot, BROKEN)
     before = {name: host.exec("docker ps -q --no-trunc | sort").stdout for name, host in copies.items()}
     tmp = session.tmp("broken")
     path = inventory(tmp / "inventory.yml", copies, tmp, **host_vars_for_tests())
@@ -229,9 +228,8 @@ def build_broken(session: sites.Session) -> Broken:
 
 
 @pytest.fixture(scope="module")
-def broken(session: sites.Session) -> Iterator[Broken]:
-    yield session.get("broken")
-    session.release("broken")
+def broken(session: sites.Session) -> Broken:
+    return session.get("broken")
 
 
 def test_broken_images_fail_the_run_and_only_their_hosts(broken: Broken) -> None:

@@ -19,7 +19,6 @@ import json
 import secrets
 import shlex
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -127,17 +126,27 @@ def document_hashes(host: hosts.TestHost) -> dict[str, str]:
     return {path: digest for digest, path in (line.split(maxsplit=1) for line in out.splitlines())}
 
 
-def raw_runs(host: hosts.TestHost) -> dict[str, set[str]]:
-    """Every run in the repository and the parts it has, read with restic directly (not `backup list`,
-    which shows complete runs only)."""
+def _restic(host: hosts.TestHost, expression: str) -> str:
+    """`expression` evaluated on the host with `repo`, the agent's restic wrapper for the host's repository (its
+    credentials never leave the host)."""
     script = (
         f"import json, sys; sys.path.insert(0, {LAYOUT['agent_dir']!r});"
         "from pathlib import Path; from shuttle_host import settings, restic;"
-        f"s = settings.load(Path({SETTINGS!r})); print(json.dumps(restic.Repository(s.layout, s.backup).snapshots()))"
+        f"s = settings.load(Path({SETTINGS!r})); repo = restic.Repository(s.layout, s.backup); print({expression})"
     )
-    out = host.exec(f"python3 -c {shlex.quote(script)}", check=True).stdout
+    return host.exec(f"python3 -c {shlex.quote(script)}", check=True).stdout
+
+
+def raw_locks(host: hosts.TestHost) -> list[str]:
+    """The repository's lock files (`restic list locks`), stale ones included."""
+    return _restic(host, "repo.run('list', 'locks', '--no-lock').stdout").split()
+
+
+def raw_runs(host: hosts.TestHost) -> dict[str, set[str]]:
+    """Every run in the repository and the parts it has, read with restic directly (not `backup list`,
+    which shows complete runs only)."""
     found: dict[str, set[str]] = {}
-    for snap in json.loads(out):
+    for snap in json.loads(_restic(host, "json.dumps(repo.snapshots())")):
         tags = snap.get("tags") or []
         run = next((t.split("=", 1)[1] for t in tags if t.startswith("shuttle-run=")), None)
         part = next((t.split("=", 1)[1] for t in tags if t.startswith("part=")), None)
@@ -216,7 +225,11 @@ class Drill:
 
 def b_state(b: Drilled) -> dict:
     """What a refused restore must leave as it was: Shuttle's files, the containers, the databases."""
-    files = b.host.exec(f"find {LAYOUT['config_dir']} -type f -exec sha256sum {{}} + | sort", check=True).stdout
+    listing = b.host.exec(f"find {LAYOUT['config_dir']} -type f -exec sha256sum {{}} +", check=True).stdout
+    files = {path: digest for digest, path in (line.split(maxsplit=1) for line in listing.splitlines())}
+    # The SFTP server's host key, recorded at the first contact (accept-new), is the one thing a refused
+    # restore may add: contacting the repository is how it learns what a restore would replace.
+    files.pop(LAYOUT["backup_known_hosts"], None)
     started = b.host.exec(
         "docker ps -aq | xargs -r docker inspect --format '{{.Id}} {{.State.StartedAt}}' | sort", check=True
     ).stdout
@@ -260,9 +273,8 @@ def build_drill(session: sites.Session) -> Drill:
 
 
 @pytest.fixture(scope="module")
-def drill(session: sites.Session) -> Iterator[Drill]:
-    yield session.get("drill")
-    session.release("drill")
+def drill(session: sites.Session) -> Drill:
+    return session.get("drill")
 
 
 def test_a_backup_is_listed_with_both_parts(drill: Drill) -> None:
@@ -350,8 +362,10 @@ def test_a_backup_killed_in_its_files_part_leaves_nothing_that_blocks_the_next(d
     partial = {run: parts for run, parts in raw_runs(a.host).items() if parts == {"db"}}
     assert len(partial) == 1, f"expected one run with only its database part, found {raw_runs(a.host)}"
     a.host.exec(f"systemctl kill -s KILL {unit}; systemctl kill -s CONT {unit}; systemctl reset-failed {unit}")
+    assert raw_locks(a.host), "the killed run left no lock: the next run's clean-up is not exercised"
     run = a.backup()
     assert "saved" in " ".join(run.summary["notices"])
+    assert raw_locks(a.host) == [], "the killed run's stale lock is still in the repository"
     runs = raw_runs(a.host)
     assert not set(partial) & set(runs), "the killed run's partial snapshot was not removed"
     assert all(parts == {"db", "files"} for parts in runs.values()), runs

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,8 @@ class Baked:
     bake: Run
     seals: list[Run]
     before_seal: dict[str, str]
+    #: The seal's probes just before it ran: each item was there to clear.
+    left_behind: dict[str, str]
     after_seal: dict[str, str]
 
 
@@ -104,16 +106,22 @@ def bake_and_seal(session: sites.Session) -> Baked:
     host.exec(
         "echo 'cat /etc/shadow' > /root/.bash_history; logger shuttle-bake-test; echo x >> /var/log/baker.log;"
         " mkdir -p /var/lib/cloud/instance /var/lib/dhcp; echo lease > /var/lib/dhcp/dhclient.eth0.leases;"
-        " echo '#cloud-config' > /var/lib/cloud/instance/user-data.txt; touch /var/cache/apt/archives/x.deb"
+        " echo '#cloud-config' > /var/lib/cloud/instance/user-data.txt; touch /var/cache/apt/archives/x.deb;"
+        # What a container never makes by itself (systemd-random-seed does not run in one) or only an instance
+        # does: the first-boot mark, the backup record.
+        f" touch /var/lib/systemd/random-seed {LAYOUT['firstboot_done']} {LAYOUT['backup_record']};"
+        # and what a launch by mistake would have made: a secret, the env file.
+        f" mkdir -p {SECRETS_DIR} && touch {SECRETS_DIR}/made-by-mistake {LAYOUT['compose_dir']}/.env"
     )
+    left_behind = probe(host, AFTER_SEAL)
     seals = [run_shuttle("seal", *ssh_args(host, tmp), "--yes", "--json", tmp=tmp) for _ in range(2)]
     after = probe(host, AFTER_SEAL)
     volume = hosts.docker_volume(host)
     docker("stop", "--time", "120", host.name)
     image = f"shuttle-test/baked:{host.name}"
     docker("commit", host.name, image)
-    session.snapshots.append(hosts.Snapshot(image, volume))  # removed with the session's snapshots
-    return Baked(image, volume, bake, seals, before, after)
+    session.snapshots.append(hosts.Snapshot(image, volume, host.distro))  # removed with the session's snapshots
+    return Baked(image, volume, bake, seals, before, left_behind, after)
 
 
 @dataclass
@@ -195,9 +203,8 @@ def build_bake(session: sites.Session) -> tuple[Baked, Fleet]:
 
 
 @pytest.fixture(scope="module")
-def bake(session: sites.Session) -> Iterator[tuple[Baked, Fleet]]:
-    yield session.get("bake")
-    session.release("bake")
+def bake(session: sites.Session) -> tuple[Baked, Fleet]:
+    return session.get("bake")
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +235,12 @@ def test_bake_loads_the_images_but_starts_nothing_and_generates_no_secret(baked:
 def test_seal_clears_what_must_differ_per_instance_and_is_safe_twice(baked: Baked) -> None:
     for run in baked.seals:
         assert run.returncode == 0, run.explain()
+    # Every probe saw its item before the seal (so "0" after it means cleared, not never there).
+    there = dict(baked.left_behind)
+    there.pop("keygen_unit")  # seal installs it
+    assert there.pop("firstboot") == "enabled", baked.left_behind
+    missing = {item: count for item, count in there.items() if count in ("", "0")}
+    assert missing == {}, f"nothing to clear, so the probe proves nothing: {missing}"
     state = dict(baked.after_seal)
     assert (state.pop("firstboot"), state.pop("keygen_unit")) == ("enabled", "enabled")
     assert state.pop("machine_id") == ""
@@ -251,6 +264,9 @@ def test_instances_have_no_route_to_mirrors_or_registries(instances: Fleet) -> N
     out = instances.a.host.exec(f'python3 -c "{script}" {gateway}')
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:-1] == ["unreached"] * 3, out.stdout
+    # The same probe here, where the apt cache listens, reaches it: the probe can tell.
+    here = subprocess.run([sys.executable, "-c", script, gateway], capture_output=True, text=True, check=True)
+    assert here.stdout.split("\n")[0] == f"reached {gateway}", here.stdout
 
 
 def test_both_instances_reach_ready_with_their_own_secrets_and_identity(instances: Fleet) -> None:

@@ -352,9 +352,10 @@ def test_a_backup_killed_in_its_files_part_leaves_nothing_that_blocks_the_next(d
     a.host.exec(f"docker exec {container(a.host, 'app')} sh -c 'head -c 120000000 /dev/urandom > {big}'", check=True)
     unit = f"{LAYOUT['units']['backup']}.service"
     a.host.exec(f"systemctl start --no-block {unit}", check=True)
-    # Frozen as soon as the files part's restic runs: the database part is saved by then, the files part is not.
+    # Frozen once the files part's restic runs and holds its lock in the repository: the database part is saved
+    # by then, the files part is not.
     deadline = time.monotonic() + 300
-    while a.host.exec("pgrep -f '[r]estic .*part=files'").returncode != 0:
+    while a.host.exec("pgrep -f '[r]estic .*part=files'").returncode != 0 or not raw_locks(a.host):
         assert a.host.exec(f"systemctl is-active {unit}").stdout.strip() == "activating", "the backup ended first"
         assert time.monotonic() < deadline, "the backup never reached its files part"
         time.sleep(0.2)
@@ -362,7 +363,7 @@ def test_a_backup_killed_in_its_files_part_leaves_nothing_that_blocks_the_next(d
     partial = {run: parts for run, parts in raw_runs(a.host).items() if parts == {"db"}}
     assert len(partial) == 1, f"expected one run with only its database part, found {raw_runs(a.host)}"
     a.host.exec(f"systemctl kill -s KILL {unit}; systemctl kill -s CONT {unit}; systemctl reset-failed {unit}")
-    assert raw_locks(a.host), "the killed run left no lock: the next run's clean-up is not exercised"
+    assert raw_locks(a.host), "the killed run's lock is gone: the next run's clean-up would not be exercised"
     run = a.backup()
     assert "saved" in " ".join(run.summary["notices"])
     assert raw_locks(a.host) == [], "the killed run's stale lock is still in the repository"

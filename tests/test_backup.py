@@ -16,8 +16,12 @@ nothing. No secret reaches a command line, an output or a log.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -25,7 +29,19 @@ import pytest
 import requests
 
 from tests import sites
-from tests.conftest import AGENT, LAYOUT, SECRETS_DIR, Run, Site, boot_copy, run_shuttle, secret, site, stack_config
+from tests.conftest import (
+    AGENT,
+    LAYOUT,
+    SECRETS_DIR,
+    Run,
+    Site,
+    boot_copy,
+    run_shuttle,
+    secret,
+    site,
+    stack_config,
+    wait_stack,
+)  # fmt: skip
 from tests.harness import hosts
 from tests.standins import LOGIN_POST
 
@@ -216,6 +232,10 @@ class Drill:
     a_admin_password: str
     a_backup: str
     s3_config: dict
+    s3_owner: str
+    a_passphrase: str
+    sftp_unknown_key_launch: Run
+    sftp_known_key_launch: Run
     refused_without_yes: Run
     refused_wrong_passphrase: Run
     b_before_refusals: dict
@@ -243,9 +263,13 @@ def build_drill(session: sites.Session) -> Drill:
     mark = recorder.mark()
     a = site_a(session)
     s3_config = a.config["backup"]
-    a.backup()  # to S3
-    a.relaunch(backup={"target": sftp.target("clinic")})
+    a.backup()  # to S3, as the host it was copied from (not launched again, it has that host's identity)
+    s3_owner = a.backups()["host"]
+    # The SFTP server does not know A's new key yet: the launch cannot create the repository, and says so;
+    # once the key is there, the next launch creates it.
+    unknown_key = a.relaunch(backup={"target": sftp.target("clinic")})
     sftp.allow(a.sftp_public_key())
+    known_key = a.relaunch()
     a_backup = a.backup().summary["backups"]
     (a_run,) = [report["last_run"]["run"] for report in a_backup.values()]
     a_tables, a_documents = table_checksums(a.host), document_hashes(a.host)
@@ -259,16 +283,17 @@ def build_drill(session: sites.Session) -> Drill:
     b.relaunch(backup={"target": sftp.target("clinic")})
     sftp.allow(b.sftp_public_key())
     before = b_state(b)
-    without_yes = b.shuttle("restore", "--passphrase-file", str(passphrase))
+    from_a = ("--from-host", a.host.name)
+    without_yes = b.shuttle("restore", "--passphrase-file", str(passphrase), *from_a)
     wrong = b.tmp / "wrong-passphrase"
     wrong.write_text("not-the-passphrase\n")
-    wrong_run = b.shuttle("restore", "--yes", "--passphrase-file", str(wrong))
+    wrong_run = b.shuttle("restore", "--yes", "--passphrase-file", str(wrong), *from_a)
     after = b_state(b)
-    restored = b.shuttle("restore", "--yes", "--passphrase-file", str(passphrase))
+    restored = b.shuttle("restore", "--yes", "--passphrase-file", str(passphrase), *from_a)
     assert restored.returncode == 0, restored.explain()
     return Drill(
-        a, b, a_tables, a_documents, secret(a.host, "openemr-admin-password"), a_run, s3_config,
-        without_yes, wrong_run, before, after, recorder.since(mark),
+        a, b, a_tables, a_documents, secret(a.host, "openemr-admin-password"), a_run, s3_config, s3_owner,
+        str(passphrase), unknown_key, known_key, without_yes, wrong_run, before, after, recorder.since(mark),
     )  # fmt: skip
 
 
@@ -292,6 +317,28 @@ def test_the_restored_host_has_every_table_and_document(drill: Drill) -> None:
     assert document_hashes(drill.b.host) == drill.a_documents
     status = App(drill.b.host).status()
     assert (status["configured"], status["patients"], status["documents_intact"]) == (True, 5, 10), status
+
+
+def app_env(host: hosts.TestHost) -> dict[str, str]:
+    """The app container's environment, as its entrypoint sees it (names and values; read by the test only)."""
+    listing = host.exec(
+        f"docker inspect --format '{{{{range .Config.Env}}}}{{{{println .}}}}{{{{end}}}}' {container(host, 'app')}",
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in listing.splitlines() if "=" in line)
+
+
+def test_the_host_launched_empty_runs_as_a_full_site_once_restored(drill: Drill) -> None:
+    """MANUAL_SETUP=yes would keep OpenEMR from upgrading its site and leave its setup pages reachable."""
+    assert drill.b.config["mode"] == "empty"
+    assert app_env(drill.b.host)["MANUAL_SETUP"] == "no"
+
+
+def test_an_sftp_server_that_does_not_know_the_key_yet_gets_its_repository_at_the_next_launch(drill: Drill) -> None:
+    unknown, known = drill.sftp_unknown_key_launch, drill.sftp_known_key_launch
+    assert any("cannot be reached yet" in line and "run `shuttle launch` again" in line
+               for line in unknown.summary["warnings"]), unknown.summary  # fmt: skip
+    assert any("created the backup repository sftp:" in line for line in known.summary["notices"]), known.summary
 
 
 def test_the_old_admin_password_logs_in_on_the_new_host(drill: Drill) -> None:
@@ -323,27 +370,179 @@ def test_the_new_host_restores_from_s3_too(drill: Drill) -> None:
     doomed = next(iter(drill.a_documents)).removeprefix("./")
     b.host.exec(f"docker exec {container(b.host, 'app')} rm {SITES}/default/documents/{doomed}", check=True)
     assert table_checksums(b.host) != drill.a_tables and document_hashes(b.host) != drill.a_documents
-    b.relaunch("--empty", backup=drill.s3_config)
-    run = b.shuttle("restore", "--yes")
+    # B's own passphrase does not open A's S3 repository: launched --empty, B is told how to take it over.
+    launched = b.relaunch("--empty", backup=drill.s3_config)
+    assert any("passphrase does not open it" in line for line in launched.summary["notices"]), launched.summary
+    assert app_env(b.host)["MANUAL_SETUP"] == "no", "a restored site launched --empty again went back to setup"
+    run = b.shuttle("restore", "--yes", "--passphrase-file", drill.a_passphrase, "--from-host", drill.s3_owner)
     assert run.returncode == 0, run.explain()
     assert table_checksums(b.host) == drill.a_tables
     assert document_hashes(b.host) == drill.a_documents
+    assert any("this host's passphrase now opens" in line for line in run.summary["notices"]), run.summary
 
 
-def test_an_older_backup_restored_by_id_gives_the_older_state(drill: Drill) -> None:
+def patients(app: App) -> int:
+    return int(app.status()["patients"])
+
+
+def test_same_day_backups_survive_each_other_and_every_restore_including_its_safety_backup(drill: Drill) -> None:
+    """The nightly backup restored the next morning, after a manual one that day: the restore must find it, and
+    the safety backup it takes must not push anything out (on Debian 13: restic 0.18)."""
     a = drill.a
     app = App(a.host)
-    older = drill.a_backup
-    session = app.session("admin", drill.a_admin_password)
-    app.add_patient(session, "Later", "Patient")
-    assert app.status()["patients"] == 6
-    a.backup()
-    run = a.shuttle("restore", "--yes", "--snapshot", older)
-    assert run.returncode == 0, run.explain()
-    assert app.status()["patients"] == 5
-    assert table_checksums(a.host) == drill.a_tables
-    report = a.backups()
-    assert any(entry["safety"] for entry in report["backups"]), "no safety backup before the restore"
+    browser = app.session("admin", drill.a_admin_password)
+    first = patients(app)
+    app.add_patient(browser, "Morning", "Patient")
+    r1 = a.backup().summary["backups"][a.host.name]["last_run"]["run"]
+    app.add_patient(browser, "Noon", "Patient")
+    r2 = a.backup().summary["backups"][a.host.name]["last_run"]["run"]
+    app.add_patient(app.session("admin", drill.a_admin_password), "Unsaved", "Patient")
+    assert patients(app) == first + 3
+
+    latest = a.shuttle("restore", "--yes")
+    assert latest.returncode == 0, latest.explain()
+    assert patients(app) == first + 2, "restore latest did not bring the second backup of the day"
+    listed = {entry["run"]: entry for entry in a.backups()["backups"]}
+    assert {drill.a_backup, r1, r2} <= set(listed), f"a same-day backup was forgotten: {sorted(listed)}"
+    (safety,) = [run for run, entry in listed.items() if entry["safety"]]
+
+    by_id = a.shuttle("restore", "--yes", "--snapshot", r1)
+    assert by_id.returncode == 0, by_id.explain()
+    assert patients(app) == first + 1
+    listed = {entry["run"]: entry for entry in a.backups()["backups"]}
+    assert safety in listed and sum(entry["safety"] for entry in listed.values()) == 2
+
+    back = a.shuttle("restore", "--yes", "--snapshot", safety)
+    assert back.returncode == 0, back.explain()
+    assert patients(app) == first + 3, "the safety backup did not hold the state before the restore"
+
+
+def forge_run(host: hosts.TestHost, *, database: str) -> str:
+    """A run in A's repository made as the agent makes one, except that its database part is `database`
+    ('truncated': the first half of a real dump). Its ID."""
+    script = f"""
+import subprocess, sys
+sys.path.insert(0, {LAYOUT["agent_dir"]!r})
+from pathlib import Path
+from shuttle_host import backup, restic, runs, settings
+s = settings.load(Path({SETTINGS!r}))
+repo, site = restic.Repository(s.layout, s.backup), backup.Site(s)
+run_id = runs.new_run_id()
+tags = [o for t in [*runs.host_tags(repo.host), runs.RUN_TAG + run_id] for o in ("--tag", t)]
+dump = site.db.dump()
+data = dump.stdout.read()
+assert dump.wait() == 0
+part = data[: len(data) // 2] if {database!r} == "truncated" else data
+name = site.db.name + ".sql"
+subprocess.run(repo.argv("backup", "--stdin", "--stdin-filename", name, "--host", repo.host, *tags, "--tag", "part=db"),
+               env=repo.env, input=part, check=True, capture_output=True)
+repo.backup_paths(site.paths(), [*tags, "--tag", "part=files"], exclude=[])
+print(run_id)
+"""
+    return host.exec(f"python3 -c {shlex.quote(script)}", check=True).stdout.strip()
+
+
+def live_state(host: hosts.TestHost) -> dict:
+    """What a restore must either leave as it is or replace as a whole: every table, every document, and the
+    debris a restore may leave (staged copies, scratch databases, an unfinished journal)."""
+    leftovers = host.exec(
+        f"ls -d /var/lib/docker/volumes/*/*.restore-* {LAYOUT['config_dir']}.restore-* 2>/dev/null;"
+        f" test -e {LAYOUT['restore_journal']} && echo journal", check=False
+    ).stdout.split()  # fmt: skip
+    scratch = db_sql(host, "SHOW DATABASES LIKE 'openemr\\_%'").split()
+    return {"tables": table_checksums(host), "documents": document_hashes(host), "leftovers": leftovers + scratch}
+
+
+def app_started(host: hosts.TestHost) -> str:
+    return host.exec(f"docker inspect --format '{{{{.State.StartedAt}}}}' {container(host, 'app')}", check=True).stdout
+
+
+def test_a_backup_whose_database_part_cannot_be_read_is_refused_while_the_app_still_serves(drill: Drill) -> None:
+    a = drill.a
+    forged = forge_run(a.host, database="truncated")
+    before, started = live_state(a.host), app_started(a.host)
+    run = a.shuttle("restore", "--yes", "--snapshot", forged)
+    assert run.returncode == 1, run.explain()
+    assert "nothing on this host was changed" in run.failures and "database dump" in run.failures, run.explain()
+    assert app_started(a.host) == started, "the app was stopped for a backup that could not be read"
+    assert live_state(a.host) == before and before["leftovers"] == []
+
+
+def test_too_little_free_space_for_the_staged_copies_is_refused_and_changes_nothing(drill: Drill) -> None:
+    """The margin is raised on the host until no disk here has the room (filling this machine's disk instead
+    would starve every other test)."""
+    a = drill.a
+    path = f"{SETTINGS}/backup.json"
+    original = a.host.exec(f"cat {path}", check=True).stdout
+    a.host.exec(f"cat > {path}", input=json.dumps({**json.loads(original), "restore_space_margin": 10**9}), check=True)
+    try:
+        before, started = live_state(a.host), app_started(a.host)
+        run = a.shuttle("restore", "--yes", "--snapshot", drill.a_backup)
+    finally:
+        a.host.exec(f"cat > {path}", input=original, check=True)
+    assert run.returncode == 1, run.explain()
+    assert "MiB free beside" in run.failures and "nothing was changed" in run.failures, run.explain()
+    assert live_state(a.host) == before and app_started(a.host) == started
+
+
+RESTORE_UNIT = f"{LAYOUT['units']['restore']}.service"
+#: What the host shows at each point a restore is killed (patterns in brackets so pgrep never finds its own shell).
+KILL_POINTS = {
+    "staging the files": "pgrep -f '[r]estic .*restore .*--target' >/dev/null",
+    "loading the database": "pgrep -f '[r]estic .*dump ' >/dev/null",
+    "swapping (database, directories, passwords, start)": f"grep -qs swapping {LAYOUT['restore_journal']}",
+}
+
+
+def wait_for(condition: str) -> str:
+    """A shell command, run on the host, that returns within milliseconds of `condition` becoming true."""
+    return f"timeout 300 sh -c {shlex.quote(f'until {condition}; do :; done')}"
+
+
+def restore_unit_done(host: hosts.TestHost, timeout: float = 900) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := host.exec(f"systemctl is-active {RESTORE_UNIT}").stdout.strip()) in ("activating", "deactivating"):
+        assert time.monotonic() < deadline, "the restore unit (or its roll-back) did not end"
+        time.sleep(1)
+    return state
+
+
+def test_a_restore_killed_while_staging_loading_or_swapping_leaves_the_host_as_before(drill: Drill) -> None:
+    """SIGKILL runs no handler in the agent: the unit's stop rolls the host back by what the journal and the
+    host itself say. After each kill, every table and document is as before the restore; then a restore whose
+    caller (the controller) is killed midway still completes on the host."""
+    a = drill.a
+    before = live_state(a.host)
+    assert before["tables"] != drill.a_tables, "the backup restored must differ from the live state"
+    request = json.dumps({"run": drill.a_backup, "from_host": "", "passphrase": False})
+    for point, condition in KILL_POINTS.items():
+        a.host.exec(f"cat > {LAYOUT['restore_request']}", input=request, check=True)
+        a.host.exec(f"systemctl reset-failed {RESTORE_UNIT}; systemctl start --no-block {RESTORE_UNIT}", check=True)
+        frozen = a.host.exec(f"{wait_for(condition)} && systemctl kill -s STOP {RESTORE_UNIT}")
+        assert frozen.returncode == 0, f"the restore never reached {point}: {frozen.stderr}"
+        a.host.exec(f"systemctl kill -s KILL {RESTORE_UNIT}; systemctl kill -s CONT {RESTORE_UNIT}")
+        assert restore_unit_done(a.host) == "failed"
+        wait_stack(a.host)
+        assert live_state(a.host) == before, f"killed while {point}, the host was left changed"
+        record = json.loads(a.host.exec(f"cat {LAYOUT['restore_record']}", check=True).stdout)
+        assert record["result"] == "failed" and drill.a_backup in record["message"], record
+
+    caller = subprocess.Popen(
+        [sys.executable, "-m", "shuttle", "restore", "-i", str(a.inventory), "--json", "--yes",
+         "--snapshot", drill.a_backup],
+        cwd=a.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        env={**os.environ, "SHUTTLE_LOG_DIR": str(a.tmp / "logs")}, start_new_session=True,
+    )  # fmt: skip
+    reached = a.host.exec(wait_for(KILL_POINTS["loading the database"]))
+    os.killpg(caller.pid, signal.SIGKILL)
+    caller.wait()
+    assert reached.returncode == 0, "the restore unit never started"
+    assert restore_unit_done(a.host) == "inactive"
+    record = json.loads(a.host.exec(f"cat {LAYOUT['restore_record']}", check=True).stdout)
+    assert record["result"] == "ok", record
+    after = live_state(a.host)
+    assert after["tables"] == drill.a_tables and after["documents"] == drill.a_documents
+    assert after["leftovers"] == []
 
 
 def test_a_backup_killed_in_its_files_part_leaves_nothing_that_blocks_the_next(drill: Drill) -> None:
@@ -383,6 +582,59 @@ def test_the_timer_is_enabled_and_its_service_records_the_result(drill: Drill) -
     assert a.host.exec(f"systemctl start {units['backup']}.service").returncode == 0
     last = a.backups()["last_run"]
     assert last["result"] == "ok" and last["run"] != before.get("run") and last["finished"] >= before["finished"]
+
+
+def test_a_target_directory_that_vanished_fails_the_nightly_run_and_no_repository_is_made(drill: Drill) -> None:
+    """An unmounted NAS looks like an empty directory, or none: the scheduled run must fail, not start a fresh
+    repository on the data disk. The target is switched on the host as a launch would (settings, then `backup
+    init`), so no launch is paid for."""
+    a, unit = drill.a, f"{LAYOUT['units']['backup']}.service"
+    path, nas = f"{SETTINGS}/backup.json", "/srv/clinic-nas"
+    original = a.host.exec(f"cat {path}", check=True).stdout
+    moved = {**json.loads(original), "repository": f"{nas}/shuttle"}
+    a.host.exec(f"cat > {path}", input=json.dumps(moved), check=True)
+    try:
+        created = a.host.exec(f"mkdir -p {nas} && {AGENT} backup init", check=True)
+        assert json.loads(created.stdout)["state"] == "created"
+        a.host.exec(f"rm -rf {nas}", check=True)  # the share is gone
+        assert a.host.exec(f"systemctl start {unit}").returncode != 0
+        assert a.host.exec(f"test -e {nas}").returncode != 0, "the run made a new repository where the share was"
+        status = a.shuttle("status")
+        last = status.summary["status"][a.host.name]["last_backup"]
+        assert last["result"] == "failed" and "there is no backup repository" in last["message"], last
+    finally:
+        a.host.exec(f"cat > {path}", input=original, check=True)
+        a.host.exec(f"systemctl reset-failed {unit}")
+
+
+def test_two_hosts_in_one_s3_repository_each_see_and_restore_only_their_own(drill: Drill) -> None:
+    """B (Debian 12: restic 0.14) and A share A's S3 bucket and path. B's two same-day backups both survive
+    and `latest` restores the second; each host lists only its own runs and `latest` is its own."""
+    a, b = drill.a, drill.b
+    app = App(b.host)
+    browser = app.session("admin", drill.a_admin_password)
+    app.add_patient(browser, "OnlyOn", "B")
+    b_first = b.backup().summary["backups"][b.host.name]["last_run"]["run"]
+    app.add_patient(browser, "AlsoOn", "B")
+    b_second = b.backup().summary["backups"][b.host.name]["last_run"]["run"]
+    count = patients(app)
+    app.add_patient(app.session("admin", drill.a_admin_password), "Unsaved", "B")
+    run = b.shuttle("restore", "--yes")
+    assert run.returncode == 0, run.explain()
+    assert patients(app) == count
+    b_runs = {entry["run"] for entry in b.backups()["backups"]}
+    assert {b_first, b_second} <= b_runs
+
+    a.relaunch(backup=drill.s3_config)
+    a_run = a.backup().summary["backups"][a.host.name]["last_run"]["run"]
+    a_list, b_list = a.backups(), b.backups()
+    assert {entry["host"] for entry in a_list["backups"]} == {a.host.name}
+    assert {entry["host"] for entry in b_list["backups"]} == {b.host.name}
+    assert a_run in {entry["run"] for entry in a_list["backups"]} and not b_runs & {e["run"] for e in a_list["backups"]}
+    picked = json.loads(a.host.exec(f"{AGENT} backup can-restore --run latest", check=True).stdout)
+    assert picked["run"] == a_run and picked["host"] == a.host.name
+    everyone = set(json.loads(_restic(a.host, "json.dumps(restic.runs.hosts_in(repo.snapshots()))")))
+    assert {a.host.name, b.host.name, drill.s3_owner} <= everyone, "the repository should hold all three hosts' runs"
 
 
 def test_no_secret_reaches_a_command_line_an_output_or_a_log(drill: Drill) -> None:

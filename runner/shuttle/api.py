@@ -43,6 +43,7 @@ from shuttle.errors import BadInput
 from shuttle.events import Event
 from shuttle.reporting import Reporter
 from shuttle.results import HostResult, RunResult
+from shuttle_host import rules
 
 __all__ = [
     "BadInput",
@@ -170,6 +171,7 @@ def restore(
     inventory: Path | str | None = None,
     snapshot: str = "latest",
     passphrase_file: Path | str | None = None,
+    from_host: str | None = None,
     yes: bool = False,
     forks: int = 10,
     ssh_key: Path | str | None = None,
@@ -179,7 +181,8 @@ def restore(
 ) -> RunResult:
     """Replace each host's data with a backup (`latest`, a backup ID or a snapshot ID); refused unless `yes`.
 
-    `passphrase_file` holds the repository passphrase of another host's backups (recovery onto a new host).
+    `passphrase_file` holds the repository passphrase of another host's backups (recovery onto a new host);
+    `from_host` restores that host's backups (its inventory name) instead of this host's own.
     """
     hosts = _hosts(targets, inventory, ssh_key, known_hosts, forks)
     if passphrase_file is not None and not Path(passphrase_file).is_file():
@@ -188,6 +191,11 @@ def restore(
         raise BadInput(
             f"--snapshot {snapshot!r}: must be latest, a backup ID such as 20261121T023000Z, or a snapshot ID"
         )
+    if from_host is not None:
+        try:
+            rules.host_id(from_host)
+        except ValueError as problem:
+            raise BadInput(f"--from-host {from_host!r}: {problem}") from None
     if not yes:
         raise BadInput(
             f"restore replaces, on {_where(targets, inventory)}: {RESTORED}, with backup {snapshot!r} "
@@ -195,6 +203,7 @@ def restore(
         )
     extravars = {
         "backup_restore_run": snapshot,
+        "backup_restore_from_host": from_host or "",
         "backup_passphrase_file": str(Path(passphrase_file).resolve()) if passphrase_file else "",
     }
     return _run("restore", hosts, extravars, forks=forks, on_event=on_event, reporters=reporters)
@@ -212,7 +221,8 @@ def status(
     reporters: Sequence[Reporter] = (),
 ) -> RunResult:
     """Read each host's state (playbooks/status.yml; changes nothing) into RunResult.status[host]:
-    `ready`, `services`, `admin_user`, `timezone`, `images`, `os`, `docker`, `compose`, `last_backup`.
+    `ready`, `services`, `admin_user`, `timezone`, `images`, `os`, `docker`, `compose`, `last_backup`,
+    `last_check`, `last_restore`, `restore_unfinished`.
     A host whose stack is not ready fails, naming the service."""
     hosts = _hosts(targets, inventory, ssh_key, known_hosts, forks)
     return _run("status", hosts, {}, check=check, forks=forks, on_event=on_event, reporters=reporters)

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--passphrase-file", type=Path, help="repository passphrase (a new host restoring the old host's backups)"
     )
+    restore.add_argument(
+        "--from-host", metavar="NAME", help="restore another host's backups from the repository (its inventory name)"
+    )
     restore.add_argument("--yes", action="store_true", help="confirm: the host's current data is replaced")
 
     verbs.add_parser("schema", help="print the config's JSON schema")
@@ -141,7 +144,12 @@ def backup(args: argparse.Namespace) -> RunResult:
 
 def restore(args: argparse.Namespace) -> RunResult:
     return api.restore(
-        args.targets, snapshot=args.snapshot, passphrase_file=args.passphrase_file, yes=args.yes, **_run_options(args)
+        args.targets,
+        snapshot=args.snapshot,
+        passphrase_file=args.passphrase_file,
+        from_host=args.from_host,
+        yes=args.yes,
+        **_run_options(args),
     )
 
 

@@ -111,9 +111,11 @@ class Ssh(_Section):
 
 
 class Retention(_Section):
+    last: int = Field(5, ge=1, le=1000, description="The newest backups always kept, whatever their day.")
     daily: int = Field(7, ge=0, le=366)
     weekly: int = Field(4, ge=0, le=520)
     monthly: int = Field(6, ge=0, le=1200)
+    safety: int = Field(3, ge=1, le=100, description="Safety backups (taken before each restore) kept.")
 
 
 class Backup(_Section):

@@ -29,7 +29,9 @@ def role_defaults(role: str) -> dict[str, Any]:
 
 def render(role: str, template: str, variables: dict[str, Any]) -> str:
     """A role's template rendered by Ansible's own templar, with the role's defaults under `variables`."""
-    templar = Templar(loader=DataLoader(), variables={**role_defaults(role), **variables})
+    templar = Templar(
+        loader=DataLoader(), variables={"inventory_hostname": "clinic", **role_defaults(role), **variables}
+    )
     return str(templar.template((ROLES / role / "templates" / template).read_text()))
 
 

@@ -27,17 +27,20 @@ class Dump:
 
 
 class FakeRepo:
+    host = "clinic"
+
     def __init__(self, *, files_fail: bool = False) -> None:
         self.snapshots: list[dict[str, Any]] = []
         self.forgotten: list[str] = []
         self.files_fail = files_fail
         self.retained = False
+        self.excluded: list[str] = []
 
-    def open(self, *, create: bool) -> None:
-        assert create
+    def open(self) -> None:
+        pass
 
     def runs(self) -> dict[str, runs.Run]:
-        return runs.group(s for s in self.snapshots if s["id"] not in self.forgotten)
+        return runs.group((s for s in self.snapshots if s["id"] not in self.forgotten), host=self.host)
 
     def forget(self, ids: list[str]) -> None:
         self.forgotten += ids
@@ -51,19 +54,22 @@ class FakeRepo:
         self._save(tags)
         return subprocess.CompletedProcess([], 0, "", "")
 
-    def backup_paths(self, paths: list[str], tags: list[str]) -> None:
+    def backup_paths(self, paths: list[str], tags: list[str], exclude: list[str]) -> None:
         if self.files_fail:
             raise Failed("restic backup: no space left on device")
+        self.excluded = exclude
         self._save(tags)
 
-    def apply_retention(self) -> None:
+    def apply_retention(self, pinned: list[str]) -> list[str]:
         self.retained = True
+        return []
 
 
 class FakeSite:
-    def __init__(self, *, configured: bool = True, dump_code: int = 0) -> None:
+    def __init__(self, *, configured: bool = True, dump_code: int = 0, layout: Any = None) -> None:
         self._configured, self.dump_code = configured, dump_code
         self.db = self
+        self.layout = layout
 
     name = "openemr"
 
@@ -77,17 +83,35 @@ class FakeSite:
         return ["/sites"]
 
 
-def test_a_run_saves_both_parts_under_one_id_then_applies_retention() -> None:
+def test_a_run_saves_both_parts_under_one_id_then_applies_retention(host_settings) -> None:
     repo = FakeRepo()
-    result = backup.take(repo, FakeSite(), safety=False)  # type: ignore[arg-type]
+    result = backup.take(repo, FakeSite(layout=host_settings.layout), safety=False)  # type: ignore[arg-type]
     (run,) = runs.complete(repo.runs())
-    assert result["result"] == "ok" and result["run"] == run.run and repo.retained
+    assert result["result"] == "ok" and result["run"] == run.run and repo.retained and run.host == "clinic"
 
 
-def test_a_run_that_fails_in_its_files_part_leaves_no_part_behind() -> None:
+def test_a_safety_backup_applies_no_retention(host_settings) -> None:
+    repo = FakeRepo()
+    backup.take(repo, FakeSite(layout=host_settings.layout), safety=True, retention=False)  # type: ignore[arg-type]
+    (run,) = runs.complete(repo.runs())
+    assert run.safety and not repo.retained
+
+
+def test_the_host_s_own_keys_stay_out_of_the_files_part(host_settings) -> None:
+    """A backup holding the repository passphrase, the S3 secret or the SFTP key would hold the means to read
+    and delete itself; the database root password is this host's too."""
+    repo = FakeRepo()
+    backup.take(repo, FakeSite(layout=host_settings.layout), safety=False)  # type: ignore[arg-type]
+    layout = host_settings.layout
+    for key in ("backup_passphrase", "backup_s3_secret", "backup_ssh_key", "db_root"):
+        assert str(layout.secret(key)) in repo.excluded
+    assert layout.backup_known_hosts in repo.excluded and str(layout.secret("db")) not in repo.excluded
+
+
+def test_a_run_that_fails_in_its_files_part_leaves_no_part_behind(host_settings) -> None:
     repo = FakeRepo(files_fail=True)
     with pytest.raises(Failed, match="no space left"):
-        backup.take(repo, FakeSite(), safety=False)  # type: ignore[arg-type]
+        backup.take(repo, FakeSite(layout=host_settings.layout), safety=False)  # type: ignore[arg-type]
     assert repo.runs() == {} and len(repo.forgotten) == 1 and not repo.retained
 
 
@@ -98,12 +122,14 @@ def test_a_failed_dump_is_not_saved_as_a_backup() -> None:
     assert repo.runs() == {}
 
 
-def test_incomplete_runs_of_killed_backups_are_removed_first() -> None:
+def test_incomplete_runs_of_killed_backups_are_removed_first_but_only_this_host_s(host_settings) -> None:
+    """Another host's run missing a part may be one it is writing right now."""
     repo = FakeRepo()
-    repo.snapshots.append({"id": "k" * 64, "short_id": "kkkkkkkk", "time": "t",
-                           "tags": ["shuttle", "shuttle-run=20261101T020000Z", "part=db"]})  # fmt: skip
-    backup.take(repo, FakeSite(), safety=True)  # type: ignore[arg-type]
-    assert "k" * 64 in repo.forgotten
+    for owner, letter in (("clinic", "k"), ("other", "o")):
+        tags = ["shuttle", f"shuttle-host={owner}", "shuttle-run=20261101T020000Z", "part=db"]
+        repo.snapshots.append({"id": letter * 64, "short_id": letter * 8, "time": "t", "tags": tags})
+    backup.take(repo, FakeSite(layout=host_settings.layout), safety=True)  # type: ignore[arg-type]
+    assert "k" * 64 in repo.forgotten and "o" * 64 not in repo.forgotten
     (run,) = runs.complete(repo.runs())
     assert run.safety
 
@@ -111,6 +137,19 @@ def test_incomplete_runs_of_killed_backups_are_removed_first() -> None:
 def test_an_unconfigured_site_is_skipped_not_failed() -> None:
     result = backup.take(FakeRepo(), FakeSite(configured=False), safety=False)  # type: ignore[arg-type]
     assert result["result"] == "skipped"
+
+
+def test_a_killed_run_is_recorded_as_failed_not_left_running(host_settings, monkeypatch) -> None:
+    """The unit's ExecStopPost turns a record still saying "running" into a failed one."""
+    monkeypatch.setattr(backup, "take", lambda *args, **kwargs: (_ for _ in ()).throw(SystemExit(137)))
+    with pytest.raises(SystemExit):
+        backup.run(host_settings, safety=False, passphrase_file=None)
+    path = Path(host_settings.layout.backup_record)
+    assert json.loads(path.read_text())["result"] == "running"
+    assert backup.stopped(host_settings, path, "signal")
+    record = json.loads(path.read_text())
+    assert record["result"] == "failed" and "stopped before it finished (systemd: signal)" in record["message"]
+    assert not backup.stopped(host_settings, path, "signal"), "a finished record is left as it is"
 
 
 def test_a_crash_is_recorded_as_a_failed_run(host_settings, monkeypatch) -> None:

@@ -59,11 +59,20 @@ def test_a_target_given_without_backup_settings_fails(host_settings) -> None:
 def test_a_target_given_at_first_boot_replaces_the_baked_one(host_settings, monkeypatch) -> None:
     ran: list[list[str]] = []
     monkeypatch.setattr(firstboot.proc, "run", lambda argv, **kw: ran.append(list(argv)))
+    monkeypatch.setattr(firstboot.netinfo, "hostname", lambda: "instance-7")
+    opened: list[str] = []
+    monkeypatch.setattr(
+        firstboot.backup,
+        "init_repository",
+        lambda settings: opened.append(settings.backup.repository) or {"message": "created the backup repository"},
+    )
     chosen = {"backup.target": "s3:https://s3.example.org/clinic-b", "backup.s3_access_key_id": "AKIAB",
               "backup.s3_secret_access_key": "instance-secret"}  # fmt: skip
     notice = firstboot.set_up_backups(host_settings, chosen)
     data = json.loads(host_settings.path("backup").read_text())
     assert data["repository"] == chosen["backup.target"] and data["s3_access_key_id"] == "AKIAB"
+    assert data["host"] == "instance-7", "each instance is a host of its own in a shared repository"
+    assert opened == [chosen["backup.target"]] and "created the backup repository" in notice
     assert host_settings.layout.secret("backup_s3_secret").read_text() == "instance-secret\n"
     assert host_settings.layout.secret("backup_passphrase").exists()
     assert notice and "Backups go to s3:https://s3.example.org/clinic-b" in notice

@@ -5,8 +5,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from shuttle_host import files
+from shuttle_host import database, files
 from shuttle_host.stack import Stack
+from tests.unit.conftest import write_settings
 
 
 class FakeDocker:
@@ -79,3 +80,34 @@ def test_the_hosts_addresses_leave_out_loopback_and_docker(tmp_path: Path) -> No
         (tmp_path / name).mkdir()
     # eth0 does not exist in this process's network namespace by that name: nothing is read for it either.
     assert all(not address.startswith("127.") for address in netinfo.addresses(str(tmp_path)))
+
+
+def test_empty_mode_leaves_setup_manual_only_until_the_database_has_tables(
+    host_root, layout, stack_section, backup_section, monkeypatch
+) -> None:
+    """After `launch --empty` and a restore, OpenEMR must run as a full site (MANUAL_SETUP off), also when the
+    launch is run again with --empty."""
+    settings = write_settings(
+        Path(layout["settings_dir"]), layout, stack={**stack_section, "mode": "empty"}, backup=backup_section
+    )
+    stack = Stack(settings, docker=FakeDocker(False))  # type: ignore[arg-type]
+    stack.ensure_secrets()
+    tables: list[int] = []
+
+    def has_tables(self: database.Database) -> bool:
+        if not tables:
+            raise database.Failed("the db container of project shuttle is not running")
+        return tables[-1] > 0
+
+    monkeypatch.setattr(database.Database, "has_tables", has_tables)
+    assert "MANUAL_SETUP=yes\n" in stack.env_text()  # a first launch: no database container yet
+    tables.append(0)
+    assert "MANUAL_SETUP=yes\n" in stack.env_text()  # running, still empty
+    tables.append(120)
+    assert "MANUAL_SETUP=no\n" in stack.env_text()  # restored
+
+
+def test_full_mode_never_asks_for_manual_setup(host_settings) -> None:
+    stack = Stack(host_settings, docker=FakeDocker(False))  # type: ignore[arg-type]
+    stack.ensure_secrets()
+    assert "MANUAL_SETUP=no\n" in stack.env_text()

@@ -20,8 +20,20 @@ from shuttle_host import files, proc, runs
 from shuttle_host.database import Database
 from shuttle_host.errors import Failed, Refused
 from shuttle_host.restic import Repository
-from shuttle_host.settings import Settings
+from shuttle_host.settings import Layout, Settings
 from shuttle_host.stack import Stack
+
+#: The layout's secrets that stay this host's own: left out of backups, and kept by a restore.
+HOST_OWN_SECRETS = ("db_root", "backup_passphrase", "backup_ssh_key", "backup_s3_secret")
+
+
+def host_own_files(layout: Layout) -> list[Path]:
+    """Files under the config directory that belong to this host, not to the clinic's data: the keys to the
+    repository (a backup holding them would hold the means to delete itself) and the database's root password."""
+    found = [layout.secret(key) for key in HOST_OWN_SECRETS]
+    found.append(layout.secret("backup_ssh_key").with_name(layout.secrets["backup_ssh_key"] + ".pub"))
+    found.append(Path(layout.backup_known_hosts))
+    return found
 
 
 def now() -> str:
@@ -64,14 +76,15 @@ def remove_incomplete(repo: Repository) -> None:
         repo.forget(partial.ids)
 
 
-def take(repo: Repository, site: Site, *, safety: bool) -> dict[str, Any]:
-    """One run: the database part, then the files part, then retention. A failed run leaves nothing."""
+def take(repo: Repository, site: Site, *, safety: bool, retention: bool = True) -> dict[str, Any]:
+    """One run: the database part, then the files part, then retention (not for a restore's safety
+    backup: nothing is forgotten while a restore runs). A failed run leaves nothing."""
     if not site.configured():
         return {"result": "skipped", "message": "OpenEMR is not configured yet: nothing to back up"}
-    repo.open(create=True)
+    repo.open()
     remove_incomplete(repo)
     run_id = runs.new_run_id()
-    tags = ["--tag", runs.SHUTTLE_TAG, "--tag", f"{runs.RUN_TAG}{run_id}"]
+    tags = [option for tag in [*runs.host_tags(repo.host), f"{runs.RUN_TAG}{run_id}"] for option in ("--tag", tag)]
     if safety:
         tags += ["--tag", runs.SAFETY_TAG]
     try:
@@ -86,14 +99,43 @@ def take(repo: Repository, site: Site, *, safety: bool) -> dict[str, Any]:
         if saved.returncode != 0:
             raise Failed(f"restic backup (database): {proc.last_lines(saved.stderr)}")
         proc.say(f"run {run_id}: files")
-        repo.backup_paths(site.paths(), [*tags, "--tag", f"{runs.PART_TAG}files"])
+        own = [str(path) for path in host_own_files(site.layout)]
+        repo.backup_paths(site.paths(), [*tags, "--tag", f"{runs.PART_TAG}files"], exclude=own)
     except BaseException:
         with contextlib.suppress(Exception):
             repo.forget(repo.runs().get(run_id, runs.Run(run_id, "", None)).ids)
         raise
-    proc.say(f"run {run_id}: retention and prune")
-    repo.apply_retention()
-    return {"result": "ok", "run": run_id, "message": f"backup {run_id} saved"}
+    message = f"backup {run_id} saved"
+    if retention:
+        proc.say(f"run {run_id}: retention and prune")
+        gone = repo.apply_retention(pinned=[])
+        message += f"; retention removed {len(gone)} older" if gone else ""
+    return {"result": "ok", "run": run_id, "safety": safety, "message": message}
+
+
+def init_repository(conf: Settings) -> dict[str, Any]:
+    """`backup init`, run by a launch (and by a first boot): the one place a repository is created.
+
+    ok: it opens with this host's passphrase; created: there was none; foreign: it exists but this host's
+    passphrase does not open it; unreachable: it cannot be asked yet (an SFTP server that does not know
+    this host's key yet, a network that is down): the next launch tries again."""
+    repo = Repository(conf.layout, conf.backup)
+    try:
+        state = repo.state()
+    except Failed as problem:
+        return {"state": "unreachable", "changed": False, "message": str(problem)}
+    if state == "missing":
+        try:
+            repo.init()
+        except Failed as problem:  # restic reports an unknown host or a refused login as "no repository"
+            return {"state": "unreachable", "changed": False, "message": str(problem)}
+        return {"state": "created", "changed": True, "message": f"created the backup repository {repo.location}"}
+    if state == "wrong-passphrase":
+        return {
+            "state": "foreign", "changed": False,
+            "message": f"the repository {repo.location} exists but this host's passphrase does not open it",
+        }  # fmt: skip
+    return {"state": "ok", "changed": False, "message": f"the backup repository {repo.location} opens"}
 
 
 def record(settings: Settings, status: dict[str, Any]) -> None:
@@ -106,6 +148,8 @@ def record(settings: Settings, status: dict[str, Any]) -> None:
 def run(settings: Settings, *, safety: bool, passphrase_file: str | None) -> dict[str, Any]:
     """`backup run`: take a run under the host's lock and record how it went, whatever happened."""
     status: dict[str, Any] = {"started": now()}
+    if passphrase_file is None:
+        record(settings, {**status, "result": "running", "message": "a backup is running"})
     try:
         with exclusive(Path(settings.layout.backup_lock)):
             repo = Repository(settings.layout, settings.backup, passphrase_file)
@@ -122,23 +166,50 @@ def run(settings: Settings, *, safety: bool, passphrase_file: str | None) -> dic
     return status
 
 
-def listing(settings: Settings, passphrase_file: str | None) -> dict[str, Any]:
-    """`backup list`: the repository, its state, its restorable runs and the last run's record."""
-    repo = Repository(settings.layout, settings.backup, passphrase_file)
+def stopped(settings: Settings, path: Path, service_result: str) -> bool:
+    """A unit's ExecStopPost: a record still saying "running" belongs to a run that was killed or timed out
+    (systemd's $SERVICE_RESULT says which) and becomes a failed one. True when it did."""
+    last = files.read_json(path)
+    if not isinstance(last, dict) or last.get("result") != "running":
+        return False
+    why = {"timeout": "it ran past its time limit"}.get(service_result, f"systemd: {service_result or 'unknown'}")
+    files.write_json(path, {**last, "result": "failed", "message": f"the run was stopped before it finished ({why})",
+                            "finished": now()})  # fmt: skip
+    return True
+
+
+def listing(settings: Settings, passphrase_file: str | None, host: str | None = None) -> dict[str, Any]:
+    """`backup list`: the repository, its state, this host's restorable runs and the last run's record."""
+    repo = Repository(settings.layout, settings.backup, passphrase_file, host)
     state = repo.state()
     backups = [run.as_dict() for run in runs.complete(repo.runs())] if state == "ok" else []
     return {
         "repository": repo.location,
         "repository_state": state,
+        "host": repo.host,
         "last_run": files.read_json(Path(settings.layout.backup_record)),
+        "last_check": files.read_json(Path(settings.layout.check_record)),
         "backups": backups,
     }
 
 
-def check(settings: Settings, percent: int | None, passphrase_file: str | None) -> int:
-    with exclusive(Path(settings.layout.backup_lock)):
-        repo = Repository(settings.layout, settings.backup, passphrase_file)
-        repo.open(create=False)
-        read = settings.backup.check_read_percent if percent is None else percent
-        repo.check(read)
-    return read
+def check(settings: Settings, percent: int | None, passphrase_file: str | None) -> dict[str, Any]:
+    """`backup check`: verify the repository, recording the result where `status` reads it."""
+    read = settings.backup.check_read_percent if percent is None else percent
+    result: dict[str, Any] = {"started": now(), "read_percent": read}
+    path = Path(settings.layout.check_record)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files.write_json(path, {**result, "result": "running", "message": "a check is running"})
+    try:
+        with exclusive(Path(settings.layout.backup_lock)):
+            repo = Repository(settings.layout, settings.backup, passphrase_file)
+            repo.open()
+            repo.check(read)
+        result |= {"result": "ok", "message": f"repository check passed ({read}% of the data read)"}
+    except (Refused, Failed) as problem:
+        result |= {"result": "failed", "message": str(problem)}
+    except BaseException as problem:
+        result |= {"result": "failed", "message": f"{type(problem).__name__}: {problem}"}
+    result["finished"] = now()
+    files.write_json(path, result)
+    return result

@@ -1,7 +1,7 @@
 """`shuttle-host`: the agent's command line, for systemd units, the roles and an admin at the console.
 
     shuttle-host [--settings DIR] stack secrets|env|up|wait|reload-proxy|url|acme-check
-    shuttle-host [--settings DIR] backup [--passphrase-file F] secrets|run|list|check|can-restore|restore
+    shuttle-host [--settings DIR] backup [--passphrase-file F] secrets|init|run|list|check|can-restore|restore|recover
     shuttle-host [--settings DIR] status
     shuttle-host [--settings DIR] firstboot
     shuttle-host check-settings SECTION FILE
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from shuttle_host import acme, backup, firstboot, keys, proc, restore, runs, settings, status
+from shuttle_host import acme, backup, files, firstboot, keys, proc, restore, runs, settings, status
 from shuttle_host.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, Failed, Refused
 from shuttle_host.restic import Repository
 from shuttle_host.stack import Stack
@@ -55,38 +55,105 @@ def _stack(args: argparse.Namespace, conf: settings.Settings) -> int:
     return EXIT_OK
 
 
+def _restore_request(args: argparse.Namespace, conf: settings.Settings) -> dict[str, Any]:
+    """What to restore: the command line's, or (the restore unit) the request file a role wrote."""
+    if not args.request:
+        return {"run": args.run, "from_host": args.from_host, "passphrase_file": args.passphrase_file}
+    request = files.read_json(Path(conf.layout.restore_request))
+    if not isinstance(request, dict):
+        raise Refused(f"there is no restore request at {conf.layout.restore_request}")
+    passphrase = conf.layout.restore_passphrase if request.get("passphrase") else None
+    return {"run": request["run"], "from_host": request.get("from_host") or None, "passphrase_file": passphrase}
+
+
+def _restore(args: argparse.Namespace, conf: settings.Settings) -> int:
+    """A restore, recorded (layout restore_record) however it ends, so the unit's caller can read the result."""
+    started = backup.now()
+    result: dict[str, Any]
+    code = EXIT_OK
+    try:
+        _keep_settings_copy(conf)
+        wanted = _restore_request(args, conf)
+        if not (args.yes or args.request):
+            raise Refused(
+                "restore replaces the database, sites/, Shuttle's configuration and the TLS state: pass --yes"
+            )
+        with backup.exclusive(Path(conf.layout.backup_lock)):
+            repo = Repository(conf.layout, conf.backup, wanted["passphrase_file"], wanted["from_host"])
+            journal = restore.Journal(Path(conf.layout.restore_journal))
+            host = restore.RestoreHost(conf, repo)
+            result = restore.restore(repo, host, wanted["run"], journal, margin=conf.backup.restore_space_margin)
+            adopted = restore.adopt_repository(conf, repo) if wanted["passphrase_file"] else None
+            if adopted:
+                result["message"] += f"; {adopted}"
+    except Refused as problem:
+        result, code = {"result": "refused", "message": str(problem)}, EXIT_REFUSED
+    except (Failed, KeyboardInterrupt) as problem:
+        result, code = {"result": "failed", "message": str(problem) or "interrupted"}, EXIT_FAILED
+    files.write_json(Path(conf.layout.restore_record), {**result, "started": started, "finished": backup.now()})
+    proc.say(result["message"])
+    _emit(result)
+    return code
+
+
+def _keep_settings_copy(conf: settings.Settings) -> None:
+    """The agent's settings, copied where a roll-back reads them while the config directory is being swapped."""
+    copy = Path(conf.layout.restore_settings)
+    copy.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for source in conf.directory.glob("*.json"):
+        files.write_atomic(copy / source.name, source.read_text())
+
+
+def _recover(conf: settings.Settings) -> str | None:
+    """Roll back a restore that did not finish (none running: the caller holds the host's lock)."""
+    journal = restore.Journal(Path(conf.layout.restore_journal))
+    if journal.read() is None:
+        return None
+    repo = Repository(conf.layout, conf.backup)
+    done = restore.recover(restore.RestoreHost(conf, repo), journal)
+    if done:  # what `status` and `shuttle restore` show: the restore that was cut short, and how it ended
+        ended = {"result": "failed", "message": done, "finished": backup.now()}
+        files.write_json(Path(conf.layout.restore_record), ended)
+    return done
+
+
 def _backup(args: argparse.Namespace, conf: settings.Settings) -> int:
     passphrase = args.passphrase_file
     if args.action == "secrets":
         made = keys.ensure(conf)
         _emit({**made, "notice": keys.notice(conf, made["public_key"])})
         return EXIT_OK
+    if args.action == "stopped":
+        path = conf.layout.check_record if args.unit == "check" else conf.layout.backup_record
+        _emit({"changed": backup.stopped(conf, Path(path), args.service_result)})
+        return EXIT_OK
     if not conf.backup.repository:
         raise Refused("no backup target is set (backup.target in shuttle.yml or in the first-boot settings)")
-    if args.action == "run":
+    if args.action == "init":
+        _emit(backup.init_repository(conf))
+    elif args.action == "run":
+        with backup.exclusive(Path(conf.layout.backup_lock)):
+            _recover(conf)
         result = backup.run(conf, safety=args.safety, passphrase_file=passphrase)
         proc.say(result["message"])
         _emit(result)
         return EXIT_OK if result["result"] in ("ok", "skipped") else EXIT_FAILED
-    if args.action == "list":
-        _emit(backup.listing(conf, passphrase))
+    elif args.action == "list":
+        _emit(backup.listing(conf, passphrase, args.from_host))
     elif args.action == "check":
-        read = backup.check(conf, args.read, passphrase)
-        proc.say(f"repository check passed ({read}% of the data read)")
-    elif args.action == "can-restore":
-        repo = Repository(conf.layout, conf.backup, passphrase)
-        repo.open(create=False)
-        _emit(runs.pick(repo.runs(), args.run, repo.location).as_dict())
-    elif args.action == "restore":
-        if not args.yes:
-            raise Refused(
-                "restore replaces the database, sites/, Shuttle's configuration and the TLS state: pass --yes"
-            )
-        with backup.exclusive(Path(conf.layout.backup_lock)):
-            repo = Repository(conf.layout, conf.backup, passphrase)
-            result = restore.restore(repo, restore.RestoreHost(conf, repo), args.run)
+        result = backup.check(conf, args.read, passphrase)
         proc.say(result["message"])
-        _emit(result)
+        return EXIT_OK if result["result"] == "ok" else EXIT_FAILED
+    elif args.action == "can-restore":
+        repo = Repository(conf.layout, conf.backup, passphrase, args.from_host)
+        repo.open()
+        chosen = runs.pick(repo.runs(), args.run, repo.location, host=repo.host, others=runs.hosts_in(repo.snapshots()))
+        _emit(chosen.as_dict())
+    elif args.action == "restore":
+        return _restore(args, conf)
+    elif args.action == "recover":
+        with backup.exclusive(Path(conf.layout.backup_lock)):
+            _emit({"recovered": _recover(conf)})
     return EXIT_OK
 
 
@@ -119,14 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
     backup_actions.add_parser("secrets", help="create the passphrase (and SFTP key) where missing")
     run = backup_actions.add_parser("run", help="one backup now")
     run.add_argument("--safety", action="store_true", help="tag the backup as taken before a restore")
-    backup_actions.add_parser("list", help="restorable backups and the last run, as JSON")
+    backup_actions.add_parser("init", help="create the repository when there is none (a launch runs this)")
+    listed = backup_actions.add_parser("list", help="restorable backups and the last run, as JSON")
     check = backup_actions.add_parser("check", help="verify the repository")
     check.add_argument("--read", type=int, help="percent of the data to read and verify")
     can = backup_actions.add_parser("can-restore", help="refuse (exit 2) unless the backup can be restored")
-    can.add_argument("--run", default="latest", help="backup ID, snapshot ID or latest")
     rst = backup_actions.add_parser("restore", help="replace this host's data with a backup")
-    rst.add_argument("--run", default="latest", help="backup ID, snapshot ID or latest")
+    for parser_ in (listed, can, rst):
+        parser_.add_argument("--from-host", help="another host's backups in the repository (its inventory name)")
+    for parser_ in (can, rst):
+        parser_.add_argument("--run", default="latest", help="backup ID, snapshot ID or latest")
     rst.add_argument("--yes", action="store_true", help="confirm: the host's current data is replaced")
+    rst.add_argument("--request", action="store_true", help="take what to restore from the layout's restore_request")
+    backup_actions.add_parser("recover", help="roll back a restore that did not finish (the restore unit's stop)")
+    stopped = backup_actions.add_parser("stopped", help="a unit's stop: a run that was killed is recorded as failed")
+    stopped.add_argument("--unit", choices=("backup", "check"), required=True)
+    stopped.add_argument("--service-result", default="", help="systemd's $SERVICE_RESULT")
 
     groups.add_parser("status", help="the host's state as JSON, changing nothing")
     groups.add_parser("firstboot", help="the first boot of an instance of a baked image")

@@ -19,6 +19,11 @@ AS_ROOT = 'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" exec '
 DUMP_OPTIONS = "--single-transaction --quick --routines --events --triggers --hex-blob --default-character-set=utf8mb4"
 
 
+def quoted(name: str) -> str:
+    """A SQL identifier (database or table name) in backquotes."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def literal(value: str) -> str:
     """A SQL string literal for any value (backslashes and quotes escaped)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
@@ -52,29 +57,83 @@ class Database:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
 
-    def load(self, source: subprocess.Popen[bytes]) -> None:
-        """Feed a dump (another process's stdout) to the server as root."""
+    def exists(self, database: str) -> bool:
+        found = self.sql(f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = {literal(database)}")
+        return found.strip() not in ("", "0")
+
+    def tables(self, database: str) -> list[str]:
+        listed = self.sql(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = {literal(database)}"
+            " AND table_type = 'BASE TABLE' ORDER BY table_name"
+        )
+        return listed.split()
+
+    def other_objects(self, database: str) -> int:
+        """Views, triggers, routines and events in `database`: a swap by RENAME TABLE cannot move them."""
+        name = literal(database)
+        counted = self.sql(
+            f"SELECT (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = {name})"
+            f" + (SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = {name})"
+            f" + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = {name})"
+            f" + (SELECT COUNT(*) FROM information_schema.events WHERE event_schema = {name})"
+        )
+        return int(counted.strip() or 0)
+
+    def load_into(self, database: str, source: subprocess.Popen[bytes]) -> None:
+        """Load a dump of the application database (another process's stdout) into `database`, which is
+        made empty first. The dump must be read to its end (mariadb-dump's closing line) and every
+        statement must succeed; Failed otherwise, with `database` left for the caller to drop."""
         assert source.stdout is not None
-        loaded = subprocess.run(
+        self.sql(f"DROP DATABASE IF EXISTS {quoted(database)}; CREATE DATABASE {quoted(database)}")
+        loader = subprocess.Popen(
             ["docker", "exec", "-i", self.docker.running("db"), "sh", "-c", AS_ROOT + "mariadb -uroot"],
-            stdin=source.stdout, check=False, capture_output=True,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
+        assert loader.stdin is not None and loader.stderr is not None
+        last = b""
+        try:
+            loader.stdin.write(f"USE {quoted(database)};\n".encode())
+            for line in source.stdout:
+                if line.startswith((b"CREATE DATABASE ", b"USE `")):
+                    continue  # the dump names the live database: everything goes into `database` instead
+                loader.stdin.write(line)
+                if line.strip():
+                    last = line
+            loader.stdin.close()
+        except BrokenPipeError:
+            pass
+        errors = loader.stderr.read().decode(errors="replace")
         source.stdout.close()
-        if source.wait() != 0 or loaded.returncode != 0:
-            why = proc.last_lines(loaded.stderr.decode(errors="replace")) or "the dump could not be read"
-            raise Failed(f"loading the database failed: {why}")
+        read, loaded = source.wait(), loader.wait()
+        if loaded != 0:
+            raise Failed(f"the backup's database dump does not load: {proc.last_lines(errors) or 'no output'}")
+        if read != 0:
+            raise Failed("the backup's database dump could not be read from the repository")
+        if not last.startswith(b"-- Dump completed"):
+            raise Failed("the backup's database dump is incomplete (it does not end as mariadb-dump ends a dump)")
 
-    def drop(self) -> None:
-        self.sql(f"DROP DATABASE IF EXISTS `{self.name}`")
+    def rename_tables(self, moves: list[tuple[str, str]]) -> None:
+        """Move every table of each (from, to) database pair in one RENAME TABLE: all of it happens or none."""
+        pairs = [
+            f"{quoted(source)}.{quoted(table)} TO {quoted(target)}.{quoted(table)}"
+            for source, target in moves
+            for table in self.tables(source)
+        ]
+        if pairs:
+            self.sql("RENAME TABLE " + ", ".join(pairs))
 
-    def set_passwords(self, *, root: str, user: str, password: str) -> None:
-        """Give root and the application's user these passwords (a restore brings the old host's)."""
+    def drop_database(self, database: str) -> None:
+        self.sql(f"DROP DATABASE IF EXISTS {quoted(database)}")
+
+    def create_database(self, database: str) -> None:
+        self.sql(f"CREATE DATABASE IF NOT EXISTS {quoted(database)}")
+
+    def set_user_password(self, user: str, password: str) -> None:
+        """Give the application's user `password` (a restore brings the old host's, a roll-back this one's)."""
         self.sql(
-            f"ALTER USER IF EXISTS 'root'@'%' IDENTIFIED BY {literal(root)};\n"
-            f"ALTER USER IF EXISTS 'root'@'localhost' IDENTIFIED BY {literal(root)};\n"
             f"CREATE USER IF NOT EXISTS {literal(user)}@'%' IDENTIFIED BY {literal(password)};\n"
             f"ALTER USER {literal(user)}@'%' IDENTIFIED BY {literal(password)};\n"
-            f"GRANT ALL PRIVILEGES ON `{self.name}`.* TO {literal(user)}@'%';\nFLUSH PRIVILEGES;\n"
+            f"GRANT ALL PRIVILEGES ON {quoted(self.name)}.* TO {literal(user)}@'%';\nFLUSH PRIVILEGES;\n"
         )
 
     def set_password_hash(self, user: str, password_hash: str) -> None:

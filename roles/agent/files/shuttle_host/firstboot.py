@@ -15,7 +15,7 @@ import re
 import time
 from pathlib import Path
 
-from shuttle_host import files, keys, proc, seed
+from shuttle_host import backup, files, keys, netinfo, proc, rules, seed
 from shuttle_host.database import Database
 from shuttle_host.errors import Failed, Refused
 from shuttle_host.settings import Settings
@@ -58,22 +58,24 @@ def set_up_backups(settings: Settings, chosen: dict[str, str]) -> str | None:
         if "backup.target" in chosen:
             raise Failed(f"a backup.target was given but {settings.path('backup')} (the backup settings) is missing")
         return None
+    data = files.read_json(settings.path("backup"))
+    data["host"] = rules.host_id(netinfo.hostname())  # each instance is a host of its own in a shared repository
     if "backup.target" in chosen:
-        data = files.read_json(settings.path("backup"))
         data["repository"] = chosen["backup.target"]
         data["s3_access_key_id"] = chosen.get("backup.s3_access_key_id", "")
-        files.write_json(settings.path("backup"), data)
-        settings.forget("backup")
-        if "backup.s3_secret_access_key" in chosen:
-            secret = layout.secret("backup_s3_secret")
-            secret.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            files.write_atomic(secret, chosen["backup.s3_secret_access_key"] + "\n")
+    files.write_json(settings.path("backup"), data)
+    settings.forget("backup")
+    if "backup.target" in chosen and "backup.s3_secret_access_key" in chosen:
+        secret = layout.secret("backup_s3_secret")
+        secret.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.write_atomic(secret, chosen["backup.s3_secret_access_key"] + "\n")
     if not settings.backup.repository:
         return None
     made = keys.ensure(settings)
     timers = [f"{layout.units['backup']}.timer", f"{layout.units['backup_check']}.timer"]
     proc.run(["systemctl", "enable", "--now", *timers], what="enable the backup timers")
-    return keys.notice(settings, made["public_key"])
+    opened = backup.init_repository(settings)  # an instance's first boot is its launch: the one place to create it
+    return f"{keys.notice(settings, made['public_key'])}; {opened['message']}"
 
 
 def set_admin_password_hash(settings: Settings, stack: Stack, chosen: dict[str, str]) -> None:

@@ -31,11 +31,14 @@ def sftp_command(repository: str, layout: Layout) -> str:
 
 
 class Repository:
-    """One restic repository, opened with a passphrase file."""
+    """One restic repository, opened with a passphrase file, as seen by one host (`host`: whose runs count)."""
 
-    def __init__(self, layout: Layout, backup: BackupSettings, passphrase_file: str | None = None) -> None:
+    def __init__(
+        self, layout: Layout, backup: BackupSettings, passphrase_file: str | None = None, host: str | None = None
+    ) -> None:
         self.layout = layout
         self.settings = backup
+        self.host = host or backup.host
         self.location = backup.repository
         self.passphrase_file = passphrase_file or str(layout.secret("backup_passphrase"))
         self.env = {
@@ -98,39 +101,71 @@ class Repository:
             return "missing"
         raise Failed(f"the repository {self.location} cannot be opened: {proc.last_lines(done.stderr)}")
 
-    def open(self, *, create: bool) -> None:
-        """Open the repository (creating it when asked and missing) and clear stale locks of killed runs."""
+    def open(self) -> None:
+        """Open the repository and clear stale locks of killed runs. Never creates one: a scheduled run
+        that finds none (an unmounted disk, a wrong path) must fail, not start an empty repository there."""
         state = self.state()
         if state == "wrong-passphrase":
             raise Refused(f"the passphrase in {self.passphrase_file} does not open the repository {self.location}")
         if state == "missing":
-            if not create:
-                raise Refused(f"there is no backup repository at {self.location}")
-            proc.say(f"creating the repository {self.location}")
-            self.run("init")
+            raise Refused(
+                f"there is no backup repository at {self.location} (a launch creates it; "
+                "if the target is a mounted disk or share, check that it is mounted)"
+            )
         self.run("unlock")  # stale locks of killed runs; live locks stay
 
+    def init(self) -> None:
+        proc.say(f"creating the repository {self.location}")
+        self.run("init")
+
+    def add_key(self, new_passphrase_file: str) -> None:
+        """Let `new_passphrase_file` open the repository too (opened with this object's passphrase)."""
+        self.run("key", "add", "--new-password-file", new_passphrase_file, "--host", self.host)
+
     def snapshots(self) -> list[dict[str, Any]]:
+        """Every Shuttle snapshot in the repository, of every host."""
         return json.loads(self.run("snapshots", "--json", "--tag", runs.SHUTTLE_TAG).stdout or "[]")
 
     def runs(self) -> dict[str, runs.Run]:
-        return runs.group(self.snapshots())
+        """This host's runs (or, for a restore from another host, that host's)."""
+        return runs.group(self.snapshots(), host=self.host)
 
     def forget(self, ids: list[str]) -> None:
         if ids:
             self.run("forget", *ids)
 
-    def apply_retention(self) -> None:
-        self.run("forget", "--tag", runs.SHUTTLE_TAG, "--prune", *runs.retention_args(self.settings.retention))
+    def apply_retention(self, pinned: list[str]) -> list[str]:
+        """Forget this host's runs that retention does not keep (runs.to_forget), then prune; the runs
+        forgotten. A prune that cannot run now (another host holds the repository's lock) waits for the next."""
+        gone = runs.to_forget(self.runs(), self.settings.retention, pinned=pinned)
+        if not gone:
+            return []
+        self.forget([full for run in gone for full in run.ids])
+        pruned = self.run("prune", check=False)
+        if pruned.returncode != 0:
+            proc.say(f"prune deferred to the next run: {proc.last_lines(pruned.stderr)}")
+        return [run.run for run in gone]
+
+    def _identity(self, tags: list[str]) -> list[str]:
+        return ["--host", self.host, *tags]
 
     def backup_stream(self, name: str, source: IO[bytes], tags: list[str]) -> subprocess.CompletedProcess[str]:
-        return self.run("backup", "--json", "--stdin", "--stdin-filename", name, *tags, stdin=source, check=False)
+        return self.run(
+            "backup", "--json", "--stdin", "--stdin-filename", name, *self._identity(tags), stdin=source, check=False
+        )
 
-    def backup_paths(self, paths: list[str], tags: list[str]) -> None:
-        self.run("backup", "--json", *tags, *paths)
+    def backup_paths(self, paths: list[str], tags: list[str], exclude: list[str]) -> None:
+        excludes = [option for path in exclude for option in ("--exclude", path)]
+        self.run("backup", "--json", *self._identity(tags), *excludes, *paths)
 
-    def restore_to(self, snapshot: str, target: Path) -> None:
-        self.run("restore", snapshot, "--target", str(target))
+    def restore_size(self, snapshot: str) -> int:
+        """Bytes restoring `snapshot` writes."""
+        done = self.run("stats", "--json", "--mode", "restore-size", snapshot)
+        return int(json.loads(done.stdout)["total_size"])
+
+    def restore_to(self, snapshot: str, target: Path, include: str) -> None:
+        """`include` (a path in the snapshot) of `snapshot`, written under `target` at its full path."""
+        self.run("restore", snapshot, "--target", str(target), "--include", include)
 
     def dump(self, snapshot: str, name: str) -> subprocess.Popen[bytes]:
         """A file of a snapshot, streamed on stdout."""

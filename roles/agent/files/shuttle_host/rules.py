@@ -30,6 +30,8 @@ _S3 = re.compile(r"s3:https?://(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})?)/(?P<bucket
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: The user and host may not start with "-": they end up in an ssh command line.
 _SFTP = re.compile(r"sftp:[A-Za-z0-9_][A-Za-z0-9_.-]*@([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):[^\s]*")
+#: A host's identity in a backup repository (a restic tag and host name: no comma, no space).
+_HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 _ON_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ -]{1,64}")
 _IMAGE = re.compile(
     r"(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*)"
@@ -84,6 +86,12 @@ def backup_target(value: str) -> str:
         return value
     if not _LOCAL_PATH.fullmatch(value) or value.rstrip("/") == "":
         raise ValueError(f"must be {TARGET_FORMS}")
+    return value
+
+
+def host_id(value: str) -> str:
+    if not _HOST_ID.fullmatch(value):
+        raise ValueError("must be a host name of letters, digits, '.', '_' and '-' (an inventory name)")
     return value
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shuttle_host import rules
 from shuttle_host.errors import Refused
 
 
@@ -41,6 +42,11 @@ class Layout:
     state_dir: str
     backup_state_dir: str
     backup_record: str
+    check_record: str
+    restore_request: str
+    restore_journal: str
+    restore_record: str
+    restore_settings: str
     backup_cache_dir: str
     backup_known_hosts: str
     restore_passphrase: str
@@ -74,6 +80,8 @@ class StackSettings:
     """How the compose project runs (written by the stack role)."""
 
     compose: str  # auto | v1 | v2
+    #: full, empty (OpenEMR left unconfigured until a restore) or bake.
+    mode: str
     db_name: str
     db_user: str
     admin_user: str
@@ -97,6 +105,11 @@ class StackSettings:
     def __post_init__(self) -> None:
         if self.compose not in ("auto", "v1", "v2"):
             raise ValueError("compose must be auto, v1 or v2")
+        if self.mode not in ("full", "empty", "bake"):
+            raise ValueError("mode must be full, empty or bake")
+
+
+RETENTION_KEYS = ("last", "daily", "weekly", "monthly", "safety")
 
 
 @dataclass(frozen=True)
@@ -104,18 +117,25 @@ class BackupSettings:
     """The backup repository and what goes into it (written by the backup role)."""
 
     repository: str
+    #: This host's identity in the repository (its inventory name): its runs are the ones it sees.
+    host: str
     s3_access_key_id: str
+    #: last (newest regular runs always kept), daily, weekly, monthly, safety (newest safety runs kept).
     retention: dict[str, int]
     check_read_percent: int
     #: The layout's volume keys whose content each backup saves.
     volumes: list[str]
     restore_timeout: int
+    #: Free space a restore needs beyond the backup's own size, in percent of that size (the database
+    #: is loaded beside the live one, and files are staged beside theirs).
+    restore_space_margin: int
     #: How long opening the repository may take before it counts as unreachable (or, for S3, missing).
     probe_seconds: int
 
     def __post_init__(self) -> None:
-        if set(self.retention) != {"daily", "weekly", "monthly"}:
-            raise ValueError("retention needs exactly daily, weekly and monthly")
+        if set(self.retention) != set(RETENTION_KEYS):
+            raise ValueError(f"retention needs exactly {', '.join(RETENTION_KEYS)}")
+        rules.host_id(self.host)
 
 
 @dataclass(frozen=True)

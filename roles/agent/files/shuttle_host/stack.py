@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shuttle_host import files, netinfo, proc, readiness
+from shuttle_host.database import Database
 from shuttle_host.docker import Docker
 from shuttle_host.errors import Failed
 from shuttle_host.settings import Layout, Settings, StackSettings
@@ -43,6 +44,7 @@ class Stack:
         lines = [
             "# Managed by Shuttle (the host agent). Secrets: root only.",
             f"COMPOSE_PROJECT_NAME={self.layout.project}",
+            f"MANUAL_SETUP={'yes' if self.manual_setup() else 'no'}",
         ]
         for variable, key in self.settings.env_secrets.items():
             path = self.layout.secret(key)
@@ -51,6 +53,16 @@ class Stack:
             except FileNotFoundError:
                 raise Failed(f"the secret {path} is missing: the env file cannot be written") from None
         return "\n".join(lines) + "\n"
+
+    def manual_setup(self) -> bool:
+        """OpenEMR is left unconfigured only in empty mode and only while its database has no tables: once a
+        restore has brought them, the site runs as a full one (the image then upgrades it and locks setup)."""
+        if self.settings.mode != "empty":
+            return False
+        try:
+            return not Database(self.docker, self.settings.db_name).has_tables()
+        except Failed:  # no database container yet (a first launch): nothing is configured
+            return True
 
     def write_env(self) -> bool:
         """Write the env file from the secrets on this host; True when it changed."""

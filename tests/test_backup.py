@@ -284,12 +284,14 @@ def build_drill(session: sites.Session) -> Drill:
     sftp.allow(b.sftp_public_key())
     before = b_state(b)
     from_a = ("--from-host", a.host.name)
-    without_yes = b.shuttle("restore", "--passphrase-file", str(passphrase), *from_a)
+    # A's launch that created the SFTP repository wrote a recovery key on this machine: B restores with it alone.
+    recovery = a.tmp / "shuttle-recovery" / f"{a.host.name}.key"
+    without_yes = b.shuttle("restore", "--passphrase-file", str(recovery), *from_a)
     wrong = b.tmp / "wrong-passphrase"
     wrong.write_text("not-the-passphrase\n")
     wrong_run = b.shuttle("restore", "--yes", "--passphrase-file", str(wrong), *from_a)
     after = b_state(b)
-    restored = b.shuttle("restore", "--yes", "--passphrase-file", str(passphrase), *from_a)
+    restored = b.shuttle("restore", "--yes", "--passphrase-file", str(recovery), *from_a)
     assert restored.returncode == 0, restored.explain()
     return Drill(
         a, b, a_tables, a_documents, secret(a.host, "openemr-admin-password"), a_run, s3_config, s3_owner,
@@ -339,6 +341,12 @@ def test_an_sftp_server_that_does_not_know_the_key_yet_gets_its_repository_at_th
     assert any("cannot be reached yet" in line and "run `shuttle launch` again" in line
                for line in unknown.summary["warnings"]), unknown.summary  # fmt: skip
     assert any("created the backup repository sftp:" in line for line in known.summary["notices"]), known.summary
+    assert any("recovery key" in line and "keep a copy off-site" in line for line in known.summary["notices"])
+    key = drill.a.tmp / "shuttle-recovery" / f"{drill.a.host.name}.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert drill.a.host.exec(f"test -e {LAYOUT['recovery_key']}").returncode != 0, "the recovery key stayed on A"
+    found = drill.a.host.exec("grep -rlF -f - /etc /var/lib/shuttle", input=key.read_text().strip() + "\n")
+    assert found.stdout == "", f"the recovery key is in {found.stdout} on A"
 
 
 def test_the_old_admin_password_logs_in_on_the_new_host(drill: Drill) -> None:

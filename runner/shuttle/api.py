@@ -29,7 +29,9 @@ a local connection) or `inventory`, an Ansible inventory file whose hosts may ca
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,12 +253,43 @@ def _configured(
     per_host = host_settings(hosts, data, base, overrides)
     if confirm is not None:
         confirm()
+    extravars = {name: cfg.to_extravars() for name, cfg in per_host.items()}
+    for name, cfg in per_host.items():
+        key = recovery_key_file(name, cfg) if verb == "launch" else None
+        extravars[name]["backup"]["recovery_key_file"] = str(key) if key and not check else None
+        if key is not None and not check:
+            make_recovery_key(key)
     return _run(
         verb, hosts, {},
-        per_host_vars={name: {inventory_module.CONFIG_VAR: cfg.to_extravars()} for name, cfg in per_host.items()},
+        per_host_vars={name: {inventory_module.CONFIG_VAR: data} for name, data in extravars.items()},
         settings={name: cfg.model_dump(mode="json") for name, cfg in per_host.items()},
         check=check, forks=forks, on_event=on_event, reporters=reporters,
     )  # fmt: skip
+
+
+RECOVERY_DIR = "shuttle-recovery"
+
+
+def recovery_key_file(host: str, cfg: ShuttleConfig) -> Path | None:
+    """Where the recovery key of `host` lives on the controller, or None when it has no backups (or is baked:
+    each instance of an image gets its repository at its first boot)."""
+    if not cfg.backup.target or cfg.mode == "bake":
+        return None
+    chosen = cfg.backup.recovery_key_file or Path(RECOVERY_DIR) / f"{host}.key"
+    return chosen.expanduser().resolve()
+
+
+def make_recovery_key(path: Path) -> bool:
+    """Write a new recovery passphrase to `path` (0600, in a 0700 directory) unless the file exists; True when
+    written. The launch then adds it to the repository as a key, so the file opens every backup of the host."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    return True
 
 
 def host_settings(

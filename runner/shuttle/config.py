@@ -126,6 +126,14 @@ class Backup(_Section):
     retention: Retention = Field(default_factory=Retention)
     s3_access_key_id: str | None = Field(None, description="S3 access key id, for s3: targets.")
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key; stored root-only on the host.")
+    recovery_key_file: Path | None = Field(
+        None,
+        description=(
+            "The recovery key's file on the controller (0600, made once by the launch; default "
+            "shuttle-recovery/HOST.key in the working directory). It opens the repository and never stays on the "
+            "host: keep it off-site. Hosts given one file share the key, and can share one repository."
+        ),
+    )
 
 
 class _FieldError(ValueError):

@@ -155,3 +155,16 @@ def test_bad_per_host_settings_are_all_reported_naming_each_host(tmp_path) -> No
         "host 'c': config field 'backup.s3_access_key_id' and backup.s3_secret_access_key are required for an "
         "s3: target",
     ]
+
+
+def test_the_recovery_key_is_made_once_root_only(tmp_path) -> None:
+
+    cfg = config.validate({"backup": {"target": "/srv/backups"}})
+    path = api.recovery_key_file("clinic-a", cfg)
+    assert path is not None and path.name == "clinic-a.key"
+    key = tmp_path / "keys" / "fleet.key"
+    assert api.make_recovery_key(key) is True
+    first = key.read_text()
+    assert api.make_recovery_key(key) is False and key.read_text() == first, "a second launch replaced the key"
+    assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
+    assert api.recovery_key_file("clinic-a", config.validate({})) is None, "no target, no key"

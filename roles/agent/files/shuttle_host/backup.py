@@ -113,29 +113,52 @@ def take(repo: Repository, site: Site, *, safety: bool, retention: bool = True) 
     return {"result": "ok", "run": run_id, "safety": safety, "message": message}
 
 
-def init_repository(conf: Settings) -> dict[str, Any]:
+RECOVERY_LABEL = "shuttle-recovery"
+
+
+def init_repository(conf: Settings, recovery_file: str | None = None) -> dict[str, Any]:
     """`backup init`, run by a launch (and by a first boot): the one place a repository is created.
 
-    ok: it opens with this host's passphrase; created: there was none; foreign: it exists but this host's
-    passphrase does not open it; unreachable: it cannot be asked yet (an SFTP server that does not know
-    this host's key yet, a network that is down): the next launch tries again."""
+    state ok: it opens with this host's passphrase; created: there was none; joined: this host's passphrase
+    did not open it, the recovery key did, and this host's key was added (hosts sharing a recovery key
+    share a repository); foreign: it exists and neither opens it; unreachable: it cannot be asked yet (an
+    SFTP server that does not know this host's key, a network that is down): the next launch tries again.
+    With `recovery_file` (the controller's recovery key, in tmpfs), the key is added where it does not open
+    the repository yet, so that file opens every backup of this host and never needs to stay here."""
     repo = Repository(conf.layout, conf.backup)
+    result: dict[str, Any]
     try:
         state = repo.state()
-    except Failed as problem:
-        return {"state": "unreachable", "changed": False, "message": str(problem)}
-    if state == "missing":
-        try:
+        if state == "missing":
             repo.init()
-        except Failed as problem:  # restic reports an unknown host or a refused login as "no repository"
-            return {"state": "unreachable", "changed": False, "message": str(problem)}
-        return {"state": "created", "changed": True, "message": f"created the backup repository {repo.location}"}
-    if state == "wrong-passphrase":
+            result = {"state": "created", "changed": True, "message": f"created the backup repository {repo.location}"}
+        elif state == "wrong-passphrase":
+            result = _join(conf, repo, recovery_file)
+        else:
+            result = {"state": "ok", "changed": False, "message": f"the backup repository {repo.location} opens"}
+        result["recovery_added"] = False
+        opened = Repository(conf.layout, conf.backup, recovery_file) if recovery_file else None
+        if opened is not None and result["state"] != "foreign" and opened.state() != "ok":
+            repo.add_key(opened.passphrase_file, RECOVERY_LABEL)
+            result |= {"changed": True, "recovery_added": True}
+    except Failed as problem:  # restic reports an unknown host or a refused login as "no repository" too
+        return {"state": "unreachable", "changed": False, "recovery_added": False, "message": str(problem)}
+    return result
+
+
+def _join(conf: Settings, repo: Repository, recovery_file: str | None) -> dict[str, Any]:
+    with_recovery = Repository(conf.layout, conf.backup, recovery_file) if recovery_file else None
+    if with_recovery is not None and with_recovery.state() == "ok":
+        with_recovery.add_key(repo.passphrase_file)
         return {
-            "state": "foreign", "changed": False,
-            "message": f"the repository {repo.location} exists but this host's passphrase does not open it",
-        }  # fmt: skip
-    return {"state": "ok", "changed": False, "message": f"the backup repository {repo.location} opens"}
+            "state": "joined",
+            "changed": True,
+            "message": f"this host joined the backup repository {repo.location} (opened with the recovery key)",
+        }
+    return {
+        "state": "foreign", "changed": False,
+        "message": f"the repository {repo.location} exists but this host's passphrase does not open it",
+    }  # fmt: skip
 
 
 def record(settings: Settings, status: dict[str, Any]) -> None:

@@ -130,7 +130,7 @@ def _backup(args: argparse.Namespace, conf: settings.Settings) -> int:
     if not conf.backup.repository:
         raise Refused("no backup target is set (backup.target in shuttle.yml or in the first-boot settings)")
     if args.action == "init":
-        _emit(backup.init_repository(conf))
+        _emit(backup.init_repository(conf, args.recovery_file))
     elif args.action == "run":
         with backup.exclusive(Path(conf.layout.backup_lock)):
             _recover(conf)
@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     backup_actions.add_parser("secrets", help="create the passphrase (and SFTP key) where missing")
     run = backup_actions.add_parser("run", help="one backup now")
     run.add_argument("--safety", action="store_true", help="tag the backup as taken before a restore")
-    backup_actions.add_parser("init", help="create the repository when there is none (a launch runs this)")
+    init = backup_actions.add_parser("init", help="create the repository when there is none (a launch runs this)")
+    init.add_argument("--recovery-file", help="a recovery key to add where it does not open the repository yet")
     listed = backup_actions.add_parser("list", help="restorable backups and the last run, as JSON")
     check = backup_actions.add_parser("check", help="verify the repository")
     check.add_argument("--read", type=int, help="percent of the data to read and verify")

@@ -118,9 +118,10 @@ class Repository:
         proc.say(f"creating the repository {self.location}")
         self.run("init")
 
-    def add_key(self, new_passphrase_file: str) -> None:
-        """Let `new_passphrase_file` open the repository too (opened with this object's passphrase)."""
-        self.run("key", "add", "--new-password-file", new_passphrase_file, "--host", self.host)
+    def add_key(self, new_passphrase_file: str, label: str | None = None) -> None:
+        """Let `new_passphrase_file` open the repository too (opened with this object's passphrase); restic
+        shows `label` (default: this host's identity) as the key's host in `restic key list`."""
+        self.run("key", "add", "--new-password-file", new_passphrase_file, "--host", label or self.host)
 
     def snapshots(self) -> list[dict[str, Any]]:
         """Every Shuttle snapshot in the repository, of every host."""

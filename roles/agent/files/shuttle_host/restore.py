@@ -239,6 +239,7 @@ class RestoreHost:
         return take(mine, self.site, safety=True, retention=False)
 
     def swap(self) -> None:
+        self.db.create_database(self.db.name)  # a host launched --empty may have none: RENAME needs the schema
         self.db.create_database(self.before)
         self.db.rename_tables([(self.db.name, self.before), (self.scratch, self.db.name)])
         for live in self.directories():
@@ -269,6 +270,7 @@ class RestoreHost:
             pass  # the tables were never swapped
         elif self.db.exists(self.before):
             self.db.create_database(self.scratch)
+            self.db.create_database(self.db.name)
             self.db.rename_tables([(self.db.name, self.scratch), (self.before, self.db.name)])
         self.db.drop_database(self.scratch)
         self.db.drop_database(self.before)

@@ -50,6 +50,7 @@ class Layout:
     backup_cache_dir: str
     backup_known_hosts: str
     restore_passphrase: str
+    recovery_key: str
     proxy_log_dir: str
     firstboot_dir: str
     firstboot_seed: str

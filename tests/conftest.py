@@ -410,15 +410,17 @@ def admin_public_key() -> str:
     return hosts.admin_key().with_suffix(".pub").read_text().strip()
 
 
-def sentinel_config(s3_endpoint: str) -> dict:
+def sentinel_config(s3_endpoint: str, recovery_key: Path) -> dict:
     """The launched root's settings: a non-UTC time zone, small swap, and backups to this session's S3 server
-    with a sentinel secret key (the launch creates the repository there)."""
+    with a sentinel secret key (the launch creates the repository there) and one recovery key file for the root
+    and its copies (a copy launched from another directory would otherwise add a key of its own)."""
     return stack_config(
         timezone=TIMEZONE,
         swap_size_mb=512,
         ssh={"admin_keys": [admin_public_key()]},
         backup={"target": f"s3:{s3_endpoint}/{S3_BUCKET}/clinic",
-                "s3_access_key_id": f"AKIA{secrets.token_hex(8).upper()}", "s3_secret_access_key": SENTINEL},
+                "s3_access_key_id": f"AKIA{secrets.token_hex(8).upper()}", "s3_secret_access_key": SENTINEL,
+                "recovery_key_file": str(recovery_key)},
     )  # fmt: skip
 
 
@@ -477,7 +479,9 @@ def launch_fresh(session: sites.Session, distro: str, config: dict, *, check_con
 @sites.job("launched", needs=("base_images", "s3", "recorder"), weight=6)
 def build_launched(session: sites.Session) -> Launched:
     """The Debian 13 root: launched once, saved right away (before any test touches it) for copies."""
-    launched = launch_fresh(session, "debian13", sentinel_config(session.get("s3")))
+    launched = launch_fresh(
+        session, "debian13", sentinel_config(session.get("s3"), session.tmp("recovery") / "launched.key")
+    )
     launched.snapshot = session.snapshot(launched.host, f"launched-{os.getpid()}")
     return launched
 

@@ -3,6 +3,7 @@ copy exactly, and a commit keeps the restored one (real directories under tmp_pa
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -85,3 +86,25 @@ def test_swapping_what_was_never_staged_fails_and_touches_nothing(live: Path) ->
     with pytest.raises(FileNotFoundError, match="is not staged"):
         swap.swap(live)
     assert tree(live) == before
+
+
+def test_a_directory_that_cannot_be_renamed_is_swapped_and_rolled_back_by_its_children(live: Path, monkeypatch) -> None:
+    """overlayfs refuses to rename a directory of a lower layer (EXDEV), as in a container's root file system."""
+    real = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        if self == live:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    before = tree(live)
+    staged = stage(live)
+    swap.swap(live)
+    assert tree(live) == staged and tree(swap.sibling(live, "old")) == before
+    swap.roll_back(live)
+    assert tree(live) == before and swap.leftovers(live) == []
+    stage(live)
+    swap.swap(live)
+    swap.commit(live)
+    assert tree(live) == staged and swap.leftovers(live) == []

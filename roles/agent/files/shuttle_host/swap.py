@@ -8,6 +8,10 @@ its own filesystem, so the swap is two renames and never a copy:
     <live>.restore-old      the live copy, moved aside by the swap and kept until the restore is committed
     <live>.restore-discard  a restored copy being removed by a roll-back
 
+A directory that cannot be renamed (EXDEV: on overlayfs, a directory of a lower layer, as in a
+container's root) is swapped by its children instead: the live children are copied to <live>.restore-old
+first, then replaced by the staged ones; the states read the same.
+
 What state a directory is in is read from which of these exist, not from a journal that a kill could
 leave behind the truth: `roll_back` and `commit` work from any state, and running either twice is
 the same as running it once.
@@ -15,6 +19,7 @@ the same as running it once.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -73,9 +78,49 @@ def swap(live: Path) -> None:
             return  # swapped already
         raise FileNotFoundError(f"{new} is not staged")
     if not old.exists():
-        live.rename(old)
-    new.rename(live)
+        try:
+            live.rename(old)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            _copy_aside(live, old)
+    if live.exists():  # kept in place (not renamable): its children are replaced
+        _empty(live)
+        _move_children(new, live)
+        new.rmdir()
+    else:
+        new.rename(live)
     _sync(live.parent)
+
+
+def _copy_aside(live: Path, old: Path) -> None:
+    """<live>.restore-old as a complete copy of `live`, owners and modes kept (appears only when complete)."""
+    partial = live.with_name(f"{live.name}.restore-copying")
+    _remove(partial)
+    shutil.copytree(live, partial, symlinks=True, copy_function=_copy_keeping_owner)
+    for root, dirs, _files in os.walk(partial):
+        for name in [".", *dirs]:
+            copied = Path(root, name)
+            stat = (live / copied.relative_to(partial)).lstat()
+            os.lchown(copied, stat.st_uid, stat.st_gid)
+    partial.rename(old)
+
+
+def _copy_keeping_owner(src: str, dst: str) -> None:
+    shutil.copy2(src, dst, follow_symlinks=False)
+    stat = os.lstat(src)
+    os.lchown(dst, stat.st_uid, stat.st_gid)
+
+
+def _empty(directory: Path) -> None:
+    for child in directory.iterdir():
+        _remove(child)
+
+
+def _move_children(source: Path, target: Path) -> None:
+    for child in source.iterdir():
+        child.rename(target / child.name)
+    shutil.copystat(source, target)
 
 
 def roll_back(live: Path) -> None:
@@ -84,11 +129,20 @@ def roll_back(live: Path) -> None:
     if old.exists():
         if live.exists():
             _remove(discard)
-            live.rename(discard)
-        old.rename(live)
+            try:
+                live.rename(discard)
+            except OSError as error:
+                if error.errno != errno.EXDEV:
+                    raise
+                _empty(live)
+        if live.exists():
+            _move_children(old, live)
+            old.rmdir()
+        else:
+            old.rename(live)
         _sync(live.parent)
-    for suffix in ("discard", "new", "tmp"):
-        _remove(sibling(live, suffix))
+    for suffix in ("discard", "new", "tmp", "copying"):
+        _remove(live.with_name(f"{live.name}.restore-{suffix}"))
 
 
 def commit(live: Path) -> None:

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from shuttle_host import backup, files, restic
-from tests.unit.conftest import write_settings
+from tests.unit.conftest import rebased, wiring_layout, write_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
 
 
 def host(root: Path, layout: dict, stack_section: dict, backup_section: dict, name: str, repository: Path):
-    rebased = {k: (str(root) + v if isinstance(v, str) and v.startswith("/") else v) for k, v in layout.items()}
+    """A host of its own under `root` (its own secrets), with the sections the fixtures render."""
     settings = write_settings(
         root / "agent",
-        rebased,
+        rebased(wiring_layout(), root),
         stack=stack_section,
         backup={**backup_section, "host": name, "repository": str(repository)},
     )

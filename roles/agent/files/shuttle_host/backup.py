@@ -126,6 +126,7 @@ def init_repository(conf: Settings, recovery_file: str | None = None) -> dict[st
     With `recovery_file` (the controller's recovery key, in tmpfs), the key is added where it does not open
     the repository yet, so that file opens every backup of this host and never needs to stay here."""
     repo = Repository(conf.layout, conf.backup)
+    recovery = Repository(conf.layout, conf.backup, recovery_file) if recovery_file else None
     result: dict[str, Any]
     try:
         state = repo.state()
@@ -133,23 +134,22 @@ def init_repository(conf: Settings, recovery_file: str | None = None) -> dict[st
             repo.init()
             result = {"state": "created", "changed": True, "message": f"created the backup repository {repo.location}"}
         elif state == "wrong-passphrase":
-            result = _join(conf, repo, recovery_file)
+            result = _join(repo, recovery)
         else:
             result = {"state": "ok", "changed": False, "message": f"the backup repository {repo.location} opens"}
         result["recovery_added"] = False
-        opened = Repository(conf.layout, conf.backup, recovery_file) if recovery_file else None
-        if opened is not None and result["state"] != "foreign" and opened.state() != "ok":
-            repo.add_key(opened.passphrase_file, RECOVERY_LABEL)
+        # A joined repository was just opened with the recovery key: it needs no second look.
+        if recovery is not None and result["state"] in ("created", "ok") and recovery.state() != "ok":
+            repo.add_key(recovery.passphrase_file, RECOVERY_LABEL)
             result |= {"changed": True, "recovery_added": True}
     except Failed as problem:  # restic reports an unknown host or a refused login as "no repository" too
         return {"state": "unreachable", "changed": False, "recovery_added": False, "message": str(problem)}
     return result
 
 
-def _join(conf: Settings, repo: Repository, recovery_file: str | None) -> dict[str, Any]:
-    with_recovery = Repository(conf.layout, conf.backup, recovery_file) if recovery_file else None
-    if with_recovery is not None and with_recovery.state() == "ok":
-        with_recovery.add_key(repo.passphrase_file)
+def _join(repo: Repository, recovery: Repository | None) -> dict[str, Any]:
+    if recovery is not None and recovery.state() == "ok":
+        recovery.add_key(repo.passphrase_file)
         return {
             "state": "joined",
             "changed": True,

@@ -241,6 +241,7 @@ class Drill:
     b_before_refusals: dict
     b_after_refusals: dict
     commands: list[str]
+    sftp: Sftp
 
 
 def b_state(b: Drilled) -> dict:
@@ -295,7 +296,7 @@ def build_drill(session: sites.Session) -> Drill:
     assert restored.returncode == 0, restored.explain()
     return Drill(
         a, b, a_tables, a_documents, secret(a.host, "openemr-admin-password"), a_run, s3_config, s3_owner,
-        str(passphrase), unknown_key, known_key, without_yes, wrong_run, before, after, recorder.since(mark),
+        str(passphrase), unknown_key, known_key, without_yes, wrong_run, before, after, recorder.since(mark), sftp,
     )  # fmt: skip
 
 
@@ -378,8 +379,10 @@ def test_the_new_host_restores_from_s3_too(drill: Drill) -> None:
     doomed = next(iter(drill.a_documents)).removeprefix("./")
     b.host.exec(f"docker exec {container(b.host, 'app')} rm {SITES}/default/documents/{doomed}", check=True)
     assert table_checksums(b.host) != drill.a_tables and document_hashes(b.host) != drill.a_documents
-    # B's own passphrase does not open A's S3 repository: launched --empty, B is told how to take it over.
-    launched = b.relaunch("--empty", backup=drill.s3_config)
+    # B's own passphrase does not open A's S3 repository, and B's config names no recovery key that does: launched
+    # --empty, B is told how to take it over.
+    own_key_only = {name: value for name, value in drill.s3_config.items() if name != "recovery_key_file"}
+    launched = b.relaunch("--empty", backup=own_key_only)
     assert any("passphrase does not open it" in line for line in launched.summary["notices"]), launched.summary
     assert app_env(b.host)["MANUAL_SETUP"] == "no", "a restored site launched --empty again went back to setup"
     run = b.shuttle("restore", "--yes", "--passphrase-file", drill.a_passphrase, "--from-host", drill.s3_owner)
@@ -590,6 +593,66 @@ def test_the_timer_is_enabled_and_its_service_records_the_result(drill: Drill) -
     assert a.host.exec(f"systemctl start {units['backup']}.service").returncode == 0
     last = a.backups()["last_run"]
     assert last["result"] == "ok" and last["run"] != before.get("run") and last["finished"] >= before["finished"]
+
+
+DRILL_LABEL = f"label=com.docker.compose.project={LAYOUT['drill_project']}"
+
+
+def drill_leftovers(host: hosts.TestHost) -> str:
+    """What a drill may leave behind and must not: its containers, volumes, network and directory."""
+    return host.exec(
+        f"docker ps -aq --filter {DRILL_LABEL}; docker volume ls -q --filter {DRILL_LABEL};"
+        f" docker network ls -q --filter {DRILL_LABEL}; ls -A {LAYOUT['drill_dir']} 2>/dev/null"
+    ).stdout.strip()
+
+
+def live_containers(host: hosts.TestHost) -> str:
+    return host.exec(
+        "docker ps -aq | xargs -r docker inspect --format '{{.Name}} {{.Id}} {{.State.StartedAt}}' | sort", check=True
+    ).stdout
+
+
+def test_the_drill_restores_the_latest_backup_beside_the_live_site_and_proves_it(drill: Drill) -> None:
+    """`shuttle drill`: the latest backup restored into a scratch project, its tables, rows and documents as
+    the manifest says, OpenEMR answering on it; the live stack untouched, nothing left behind."""
+    a = drill.a
+    latest = a.backup().summary["backups"][a.host.name]["last_run"]["run"]
+    before = live_containers(a.host)
+    run = a.shuttle("drill")
+    assert run.returncode == 0, run.explain()
+    drilled = run.summary["backups"][a.host.name]["last_drill"]
+    assert drilled["result"] == "ok" and drilled["run"] == latest, drilled
+    checked = drilled["checked"]
+    assert checked["manifest"] and checked["app"], checked
+    assert checked["tables"] >= 3 and checked["rows"] > 0 and checked["documents"] >= len(drill.a_documents), checked
+    assert drill_leftovers(a.host) == ""
+    assert live_containers(a.host) == before, "the drill touched the live stack"
+    status = a.shuttle("status").summary["status"][a.host.name]
+    assert status["last_drill"]["result"] == "ok" and status["last_drill"]["run"] == latest
+    timer = f"{LAYOUT['units']['drill']}.timer"
+    assert a.host.exec(f"systemctl is-enabled {timer}").stdout.strip() == "enabled"
+    calendar = a.host.exec(f"systemctl show -p TimersCalendar --value {timer}", check=True).stdout
+    assert "*-*-01 00:00:00" in calendar, calendar
+
+
+def test_a_drill_of_a_repository_with_damaged_packs_fails_naming_what_and_leaves_nothing(drill: Drill) -> None:
+    a, server = drill.a, drill.sftp.host
+    repo, pristine = "/srv/backups/clinic", "/srv/pristine-clinic"
+    server.exec(
+        f"set -e; rm -rf {pristine}; cp -a {repo} {pristine}; for pack in $(find {repo}/data -type f); do"
+        " size=$(stat -c %s $pack); printf damaged | dd of=$pack bs=1 seek=$((size / 2)) conv=notrunc status=none;"
+        " done",
+        check=True,
+    )
+    try:
+        run = a.shuttle("drill")
+        assert run.returncode == 1, run.explain()
+        drilled = a.shuttle("status").summary["status"][a.host.name]["last_drill"]
+        assert drilled["result"] == "failed" and "could not be restored" in drilled["message"], drilled
+        assert "could not be restored" in run.failures, run.explain()
+        assert drill_leftovers(a.host) == ""
+    finally:
+        server.exec(f"rm -rf {repo} && mv {pristine} {repo}", check=True)
 
 
 def test_a_target_directory_that_vanished_fails_the_nightly_run_and_no_repository_is_made(drill: Drill) -> None:

@@ -131,11 +131,16 @@ def test_check_mode_on_a_terminal_shows_a_bar_and_changes_nothing(launched: Laun
     assert len(summary) == 1 and " changed=0 " in summary[0], summary
 
 
-@sites.job("interruptible", needs=("launched",), weight=1)
+@sites.job("interruptible", needs=("launched",), weight=2)
 def build_interruptible(session: sites.Session) -> Site:
-    """A copy of the launched host of the test's own: an interrupted run may leave it half-converged."""
+    """A copy of the launched host of the test's own (an interrupted run may leave it half-converged), launched
+    once as the host it now is: a copy is another host (its inventory name is its identity in the backup
+    repository), so only a launch of its own makes it converged."""
     launched = session.get("launched")
-    return site(boot_copy(session, launched.snapshot), session.tmp("interruptible"), launched.config)
+    copy = site(boot_copy(session, launched.snapshot), session.tmp("interruptible"), launched.config)
+    converged = copy.launch()
+    assert converged.returncode == 0, converged.explain()
+    return copy
 
 
 @pytest.fixture(scope="module")

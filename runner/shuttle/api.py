@@ -56,6 +56,7 @@ __all__ = [
     "RunResult",
     "backup",
     "bake",
+    "drill",
     "launch",
     "restore",
     "seal",
@@ -211,6 +212,29 @@ def restore(
     return _run("restore", hosts, extravars, forks=forks, on_event=on_event, reporters=reporters)
 
 
+def drill(
+    targets: Targets = (),
+    *,
+    inventory: Path | str | None = None,
+    snapshot: str = "latest",
+    forks: int = 10,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
+    on_event: EventCallback | None = None,
+    reporters: Sequence[Reporter] = (),
+) -> RunResult:
+    """A restore drill on each host: the backup (`latest`, a backup ID or a snapshot ID) restored into a scratch
+    project beside the live site, verified against its manifest, started and removed; the live site is not
+    touched. The result is in RunResult.backups[host]["last_drill"] (and in `status`); a drill that could not
+    verify everything fails, naming what."""
+    hosts = _hosts(targets, inventory, ssh_key, known_hosts, forks)
+    if not _SNAPSHOT.fullmatch(snapshot):
+        raise BadInput(
+            f"--snapshot {snapshot!r}: must be latest, a backup ID such as 20261121T023000Z, or a snapshot ID"
+        )
+    return _run("drill", hosts, {"backup_drill_run": snapshot}, forks=forks, on_event=on_event, reporters=reporters)
+
+
 def status(
     targets: Targets = (),
     *,
@@ -224,7 +248,7 @@ def status(
 ) -> RunResult:
     """Read each host's state (playbooks/status.yml; changes nothing) into RunResult.status[host]:
     `ready`, `services`, `admin_user`, `timezone`, `images`, `os`, `docker`, `compose`, `last_backup`,
-    `last_check`, `last_restore`, `restore_unfinished`.
+    `last_check`, `last_restore`, `last_drill`, `restore_unfinished`.
     A host whose stack is not ready fails, naming the service."""
     hosts = _hosts(targets, inventory, ssh_key, known_hosts, forks)
     return _run("status", hosts, {}, check=check, forks=forks, on_event=on_event, reporters=reporters)

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--yes", action="store_true", help="confirm: the host's current data is replaced")
 
+    drill = verbs.add_parser("drill", help="restore a backup beside the live site, verify it, remove it; read-only")
+    _add_host_options(drill)
+    drill.add_argument("--snapshot", default="latest", metavar="ID", help="backup ID from --list, or latest")
+
     verbs.add_parser("schema", help="print the config's JSON schema")
     verbs.add_parser("version", help="print versions")
     return parser
@@ -153,12 +157,17 @@ def restore(args: argparse.Namespace) -> RunResult:
     )
 
 
+def drill(args: argparse.Namespace) -> RunResult:
+    return api.drill(args.targets, snapshot=args.snapshot, **_run_options(args))
+
+
 def status(args: argparse.Namespace) -> RunResult:
     return api.status(args.targets, **_run_options(args))
 
 
 VERBS: dict[str, Callable[[argparse.Namespace], RunResult]] = {
     "launch": launch, "bake": bake, "seal": seal, "backup": backup, "restore": restore, "status": status,
+    "drill": drill,
 }  # fmt: skip
 
 

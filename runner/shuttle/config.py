@@ -35,6 +35,7 @@ SshPublicKey = Annotated[str, AfterValidator(rules.ssh_public_key)]
 Network = Annotated[str, AfterValidator(rules.network)]
 BackupTarget = Annotated[str, AfterValidator(rules.backup_target)]
 OnCalendar = Annotated[str, AfterValidator(rules.on_calendar)]
+ScheduleOrOff = Annotated[str, AfterValidator(rules.schedule_or_off)]
 TimeZone = Annotated[str, AfterValidator(rules.timezone)]
 AdminUser = Annotated[str, AfterValidator(rules.admin_user)]
 HttpsUrl = Annotated[str, AfterValidator(rules.https_url)]
@@ -124,6 +125,13 @@ class Backup(_Section):
     )
     schedule: OnCalendar = Field("daily", description="systemd OnCalendar expression for scheduled backups.")
     retention: Retention = Field(default_factory=Retention)
+    drill_schedule: ScheduleOrOff = Field(
+        "monthly",
+        description=(
+            "When the restore drill runs (systemd OnCalendar), or off: the latest backup restored into a scratch "
+            "project on the host, verified against its manifest, started and removed. `shuttle drill` runs one now."
+        ),
+    )
     s3_access_key_id: str | None = Field(None, description="S3 access key id, for s3: targets.")
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key; stored root-only on the host.")
     recovery_key_file: Path | None = Field(

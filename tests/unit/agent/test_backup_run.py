@@ -13,12 +13,18 @@ import pytest
 from shuttle_host import backup, runs
 from shuttle_host.errors import Failed
 
+DUMP = b"""CREATE TABLE `patient_data` (
+INSERT INTO `patient_data` VALUES (1,'Ada'),(2,'Grace');
+CREATE TABLE `log` (
+-- Dump completed
+"""
+
 
 class Dump:
     """A finished `mariadb-dump` process."""
 
     def __init__(self, code: int = 0) -> None:
-        self.stdout = io.BytesIO(b"-- dump")
+        self.stdout = io.BytesIO(DUMP)
         self.stderr = io.BytesIO(b"" if code == 0 else b"mariadb-dump: Got error: 2013: Lost connection")
         self.code = code
 
@@ -35,6 +41,8 @@ class FakeRepo:
         self.files_fail = files_fail
         self.retained = False
         self.excluded: list[str] = []
+        self.streamed = b""
+        self.saved_paths: list[str] = []
 
     def open(self) -> None:
         pass
@@ -50,14 +58,17 @@ class FakeRepo:
         number = len(self.snapshots)
         self.snapshots.append({"id": f"{number:064d}", "short_id": f"{number:08d}", "time": "t", "tags": values})
 
-    def backup_stream(self, name: str, source: Any, tags: list[str]) -> subprocess.CompletedProcess[str]:
+    def backup_stream(self, name: str, source: Any, tags: list[str], each_line: Any) -> subprocess.CompletedProcess:
+        for line in source:
+            each_line(line)
+            self.streamed += line
         self._save(tags)
         return subprocess.CompletedProcess([], 0, "", "")
 
     def backup_paths(self, paths: list[str], tags: list[str], exclude: list[str]) -> None:
         if self.files_fail:
             raise Failed("restic backup: no space left on device")
-        self.excluded = exclude
+        self.excluded, self.saved_paths = exclude, paths
         self._save(tags)
 
     def apply_retention(self, pinned: list[str]) -> list[str]:
@@ -70,6 +81,7 @@ class FakeSite:
         self._configured, self.dump_code = configured, dump_code
         self.db = self
         self.layout = layout
+        self.manifest: tuple[str, dict] | None = None
 
     name = "openemr"
 
@@ -82,12 +94,28 @@ class FakeSite:
     def paths(self) -> list[str]:
         return ["/sites"]
 
+    def write_manifest(self, run_id: str, tables: dict) -> str:
+        self.manifest = (run_id, tables)
+        return "/var/lib/manifest.json"
+
 
 def test_a_run_saves_both_parts_under_one_id_then_applies_retention(host_settings) -> None:
     repo = FakeRepo()
     result = backup.take(repo, FakeSite(layout=host_settings.layout), safety=False)  # type: ignore[arg-type]
     (run,) = runs.complete(repo.runs())
     assert result["result"] == "ok" and result["run"] == run.run and repo.retained and run.host == "clinic"
+
+
+def test_the_manifest_describes_the_dump_as_saved_and_goes_into_the_files_part(host_settings) -> None:
+    repo, site = FakeRepo(), FakeSite(layout=host_settings.layout)
+    result = backup.take(repo, site, safety=False)  # type: ignore[arg-type]
+    assert repo.streamed == DUMP, "the dump was not saved byte for byte"
+    assert site.manifest is not None
+    run_id, tables = site.manifest
+    assert run_id == result["run"] and {name: entry["rows"] for name, entry in tables.items()} == {
+        "patient_data": 2, "log": 0,
+    }  # fmt: skip
+    assert repo.saved_paths == ["/sites", "/var/lib/manifest.json"]
 
 
 def test_a_safety_backup_applies_no_retention(host_settings) -> None:

@@ -78,7 +78,8 @@ def test_a_target_given_at_first_boot_replaces_the_baked_one(host_settings, monk
     assert notice and "Backups go to s3:https://s3.example.org/clinic-b" in notice
     assert str(host_settings.layout.secret("backup_passphrase")) in notice
     units = host_settings.layout.units
-    assert ran == [["systemctl", "enable", "--now", f"{units['backup']}.timer", f"{units['backup_check']}.timer"]]
+    timers = [f"{units[key]}.timer" for key in ("backup", "backup_check", "drill")]
+    assert ran == [["systemctl", "enable", "--now", *timers]]
 
 
 def test_a_finished_first_boot_does_nothing(host_settings, monkeypatch) -> None:

@@ -1,9 +1,10 @@
 """Taking a backup: one run of two snapshots, the database streamed and the files, or nothing at all.
 
-The database part is `mariadb-dump --single-transaction` piped straight into restic (no copy on the
-host's disk); the files part is OpenEMR's sites/ volume, the proxy's TLS state and Shuttle's config
-directory (a backup's database and sites/ are one matched set: sites/ holds the keys that decrypt
-data in the database). A run that fails or is killed midway is removed, at the latest before the
+The database part is `mariadb-dump --single-transaction` streamed into restic through this process
+(no copy on the host's disk; the run's manifest digests it on the way, manifest.py); the files part
+is OpenEMR's sites/ volume, the proxy's TLS state, Shuttle's config directory and the manifest (a
+backup's database and sites/ are one matched set: sites/ holds the keys that decrypt data in the
+database). A run that fails or is killed midway is removed, at the latest before the
 next run starts, so every run `list` shows can be restored.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shuttle_host import files, proc, runs
+from shuttle_host import files, manifest, proc, runs
 from shuttle_host.database import Database
 from shuttle_host.errors import Failed, Refused
 from shuttle_host.restic import Repository
@@ -51,6 +52,21 @@ class Site:
 
     def configured(self) -> bool:
         return self.db.has_tables()
+
+    def images(self) -> dict[str, dict[str, str]]:
+        """Each service's image: the reference it was started from and the image ID it runs."""
+        return {
+            service: {"image": (info.get("Config") or {}).get("Image", ""), "id": info.get("Image", "")}
+            for service, info in self.stack.docker.containers().items()
+        }
+
+    def write_manifest(self, run_id: str, tables: dict[str, dict[str, Any]]) -> str:
+        """The run's manifest (manifest.py), where the files part picks it up; its path."""
+        sites = Path(self.stack.docker.volume_path("sites"))
+        path = Path(self.layout.backup_manifest)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.write_json(path, manifest.build(run_id, tables, sites, self.images()))
+        return str(path)
 
     def paths(self) -> list[str]:
         """The directories the files part holds: the chosen volumes, then Shuttle's config directory."""
@@ -91,7 +107,10 @@ def take(repo: Repository, site: Site, *, safety: bool, retention: bool = True) 
         proc.say(f"run {run_id}: database")
         dump = site.db.dump()
         assert dump.stdout is not None and dump.stderr is not None
-        saved = repo.backup_stream(f"{site.db.name}.sql", dump.stdout, [*tags, "--tag", f"{runs.PART_TAG}db"])
+        digest = manifest.DumpDigest()
+        saved = repo.backup_stream(
+            f"{site.db.name}.sql", dump.stdout, [*tags, "--tag", f"{runs.PART_TAG}db"], digest.feed
+        )
         dump.stdout.close()
         dump_errors = dump.stderr.read().decode(errors="replace")
         if dump.wait() != 0:
@@ -99,8 +118,9 @@ def take(repo: Repository, site: Site, *, safety: bool, retention: bool = True) 
         if saved.returncode != 0:
             raise Failed(f"restic backup (database): {proc.last_lines(saved.stderr)}")
         proc.say(f"run {run_id}: files")
+        written = site.write_manifest(run_id, digest.tables())
         own = [str(path) for path in host_own_files(site.layout)]
-        repo.backup_paths(site.paths(), [*tags, "--tag", f"{runs.PART_TAG}files"], exclude=own)
+        repo.backup_paths([*site.paths(), written], [*tags, "--tag", f"{runs.PART_TAG}files"], exclude=own)
     except BaseException:
         with contextlib.suppress(Exception):
             repo.forget(repo.runs().get(run_id, runs.Run(run_id, "", None)).ids)

@@ -1,7 +1,8 @@
 """`shuttle-host`: the agent's command line, for systemd units, the roles and an admin at the console.
 
     shuttle-host [--settings DIR] stack secrets|env|up|wait|reload-proxy|url|acme-check
-    shuttle-host [--settings DIR] backup [--passphrase-file F] secrets|init|run|list|check|can-restore|restore|recover
+    shuttle-host [--settings DIR] backup [--passphrase-file F]
+        secrets|init|run|list|check|can-restore|restore|recover|drill|stopped
     shuttle-host [--settings DIR] status
     shuttle-host [--settings DIR] firstboot
     shuttle-host check-settings SECTION FILE
@@ -22,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from shuttle_host import acme, backup, files, firstboot, keys, proc, restore, runs, settings, status
+from shuttle_host import acme, backup, drill, files, firstboot, keys, proc, restore, runs, settings, status
 from shuttle_host.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, Failed, Refused
 from shuttle_host.restic import Repository
 from shuttle_host.stack import Stack
@@ -96,6 +97,17 @@ def _restore(args: argparse.Namespace, conf: settings.Settings) -> int:
     return code
 
 
+def _drill_request(args: argparse.Namespace, conf: settings.Settings) -> str:
+    """The run to drill: the command line's, or (the drill unit) the one `shuttle drill` asked for, once; a
+    timer's drill finds no request and drills the latest."""
+    if not args.request:
+        return str(args.run)
+    path = Path(conf.layout.drill_request)
+    request = files.read_json(path)
+    path.unlink(missing_ok=True)
+    return str(request["run"]) if isinstance(request, dict) and request.get("run") else "latest"
+
+
 def _keep_settings_copy(conf: settings.Settings) -> None:
     """The agent's settings, copied where a roll-back reads them while the config directory is being swapped."""
     copy = Path(conf.layout.restore_settings)
@@ -124,7 +136,9 @@ def _backup(args: argparse.Namespace, conf: settings.Settings) -> int:
         _emit({**made, "notice": keys.notice(conf, made["public_key"])})
         return EXIT_OK
     if args.action == "stopped":
-        path = conf.layout.check_record if args.unit == "check" else conf.layout.backup_record
+        records = {"backup": conf.layout.backup_record, "check": conf.layout.check_record,
+                   "drill": conf.layout.drill_record}  # fmt: skip
+        path = records[args.unit]
         _emit({"changed": backup.stopped(conf, Path(path), args.service_result)})
         return EXIT_OK
     if not conf.backup.repository:
@@ -151,6 +165,10 @@ def _backup(args: argparse.Namespace, conf: settings.Settings) -> int:
         _emit(chosen.as_dict())
     elif args.action == "restore":
         return _restore(args, conf)
+    elif args.action == "drill":
+        result = drill.run(conf, _drill_request(args, conf))
+        _emit(result)
+        return {"ok": EXIT_OK, "refused": EXIT_REFUSED}.get(result["result"], EXIT_FAILED)
     elif args.action == "recover":
         with backup.exclusive(Path(conf.layout.backup_lock)):
             _emit({"recovered": _recover(conf)})
@@ -195,13 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     rst = backup_actions.add_parser("restore", help="replace this host's data with a backup")
     for parser_ in (listed, can, rst):
         parser_.add_argument("--from-host", help="another host's backups in the repository (its inventory name)")
-    for parser_ in (can, rst):
+    drilled = backup_actions.add_parser("drill", help="restore a backup into a scratch project, verify it, remove it")
+    for parser_ in (can, rst, drilled):
         parser_.add_argument("--run", default="latest", help="backup ID, snapshot ID or latest")
     rst.add_argument("--yes", action="store_true", help="confirm: the host's current data is replaced")
     rst.add_argument("--request", action="store_true", help="take what to restore from the layout's restore_request")
+    drilled.add_argument("--request", action="store_true", help="take the run from the layout's drill_request, if any")
     backup_actions.add_parser("recover", help="roll back a restore that did not finish (the restore unit's stop)")
     stopped = backup_actions.add_parser("stopped", help="a unit's stop: a run that was killed is recorded as failed")
-    stopped.add_argument("--unit", choices=("backup", "check"), required=True)
+    stopped.add_argument("--unit", choices=("backup", "check", "drill"), required=True)
     stopped.add_argument("--service-result", default="", help="systemd's $SERVICE_RESULT")
 
     groups.add_parser("status", help="the host's state as JSON, changing nothing")

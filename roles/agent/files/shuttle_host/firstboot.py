@@ -24,6 +24,12 @@ from shuttle_host.stack import Stack
 _PLACEHOLDER = re.compile(r"@@([a-z:-]+)@@")
 
 
+def scheduled(timer: str) -> bool:
+    """Whether the timer unit the backup role installed has a schedule (the drill's can be off)."""
+    unit = Path("/etc/systemd/system") / timer
+    return not unit.is_file() or "OnCalendar=" in unit.read_text()
+
+
 def say(text: str) -> None:
     """The unit sends stdout to the journal and the console."""
     print(f"first boot: {text}", flush=True)
@@ -72,8 +78,8 @@ def set_up_backups(settings: Settings, chosen: dict[str, str]) -> str | None:
     if not settings.backup.repository:
         return None
     made = keys.ensure(settings)
-    timers = [f"{layout.units['backup']}.timer", f"{layout.units['backup_check']}.timer"]
-    proc.run(["systemctl", "enable", "--now", *timers], what="enable the backup timers")
+    timers = [f"{layout.units[key]}.timer" for key in ("backup", "backup_check", "drill")]
+    proc.run(["systemctl", "enable", "--now", *filter(scheduled, timers)], what="enable the backup timers")
     opened = backup.init_repository(settings)  # an instance's first boot is its launch: the one place to create it
     return f"{keys.notice(settings, made['public_key'])}; {opened['message']}"
 

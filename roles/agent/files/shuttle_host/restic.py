@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -150,10 +152,31 @@ class Repository:
     def _identity(self, tags: list[str]) -> list[str]:
         return ["--host", self.host, *tags]
 
-    def backup_stream(self, name: str, source: IO[bytes], tags: list[str]) -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "backup", "--json", "--stdin", "--stdin-filename", name, *self._identity(tags), stdin=source, check=False
-        )
+    def backup_stream(
+        self, name: str, source: IO[bytes], tags: list[str], each_line: Callable[[bytes], None]
+    ) -> subprocess.CompletedProcess[str]:
+        """`source` saved as the file `name`, passed through this process line by line so that `each_line`
+        sees exactly the bytes saved (the manifest's digest of the dump). restic's output goes to files:
+        a pipe nobody reads while the stream runs could fill and stall it."""
+        argv = self.argv("backup", "--json", "--stdin", "--stdin-filename", name, *self._identity(tags))
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                saver = subprocess.Popen(argv, env=self.env, stdin=subprocess.PIPE, stdout=out, stderr=err)
+            except FileNotFoundError:
+                raise Failed("restic is not installed") from None
+            assert saver.stdin is not None
+            try:
+                for line in source:
+                    each_line(line)
+                    saver.stdin.write(line)
+                saver.stdin.close()
+            except BrokenPipeError:
+                pass  # restic ended early: its exit code and stderr say why
+            code = saver.wait()
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(argv, code, out.read().decode(errors="replace"),
+                                               err.read().decode(errors="replace"))  # fmt: skip
 
     def backup_paths(self, paths: list[str], tags: list[str], exclude: list[str]) -> None:
         excludes = [option for path in exclude for option in ("--exclude", path)]

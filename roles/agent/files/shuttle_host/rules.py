@@ -107,6 +107,16 @@ def on_calendar(value: str) -> str:
     return value
 
 
+def schedule_or_off(value: str) -> str:
+    """A schedule that may be switched off (the restore drill's)."""
+    if value == "off":
+        return value
+    try:
+        return on_calendar(value)
+    except ValueError:
+        raise ValueError("must be off or a systemd OnCalendar expression such as monthly or *-*-01 04:00:00") from None
+
+
 def image_ref(value: str) -> str:
     match = _IMAGE.fullmatch(value)
     if not match or (match.group("digest") is None and match.group("tag") in (None, "latest")):

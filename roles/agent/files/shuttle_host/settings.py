@@ -43,6 +43,11 @@ class Layout:
     backup_state_dir: str
     backup_record: str
     check_record: str
+    backup_manifest: str
+    drill_project: str
+    drill_dir: str
+    drill_request: str
+    drill_record: str
     restore_request: str
     restore_journal: str
     restore_record: str

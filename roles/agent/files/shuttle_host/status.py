@@ -61,6 +61,7 @@ def report(settings: Settings) -> dict[str, Any]:
         "last_backup": files.read_json(Path(layout.backup_record)),
         "last_check": files.read_json(Path(layout.check_record)),
         "last_restore": files.read_json(Path(layout.restore_record)),
+        "last_drill": files.read_json(Path(layout.drill_record)),
         # A restore that did not finish (its unit's stop rolls it back; so does the next restore or backup).
         "restore_unfinished": files.read_json(Path(layout.restore_journal)),
         "ready": False,

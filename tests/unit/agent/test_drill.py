@@ -1,0 +1,112 @@
+"""The restore drill's order: nothing is staged without the space for it, every check's failure is named, and
+the scratch project is removed before and after, whatever happened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shuttle_host import drill, manifest, runs
+from shuttle_host.errors import Failed, Refused
+
+RUN = "20261101T020000Z"
+LISTING = [
+    {"id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-11-01T02:00:00Z",
+     "tags": ["shuttle", "shuttle-host=clinic", f"shuttle-run={RUN}", "part=db"]},
+    {"id": "b" * 64, "short_id": "bbbbbbbb", "time": "2026-11-01T02:00:01Z",
+     "tags": ["shuttle", "shuttle-host=clinic", f"shuttle-run={RUN}", "part=files"]},
+]  # fmt: skip
+TABLES = {"patient_data": {"rows": 2, "sha256": "1" * 64}}
+DOCUMENTS = {"default/documents/1/scan.pdf": "2" * 64}
+MANIFEST = {"version": manifest.VERSION, "run": RUN, "tables": TABLES, "documents": DOCUMENTS}
+
+
+class FakeRepo:
+    location = "sftp:clinic@backup.example.org:/srv/clinic"
+
+    def open(self) -> None:
+        pass
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        return LISTING
+
+    def runs(self) -> dict[str, runs.Run]:
+        return runs.group(LISTING, host="clinic")
+
+    def restore_size(self, snapshot: str) -> int:
+        return 1000
+
+
+class FakeHost:
+    def __init__(self, *, fail_at: str | None = None, tables: dict | None = None, with_manifest: bool = True) -> None:
+        self.log: list[str] = []
+        self.fail_at, self.tables, self.with_manifest = fail_at, tables or TABLES, with_manifest
+
+    def _step(self, name: str) -> None:
+        self.log.append(name)
+        if name == self.fail_at:
+            raise Failed(f"{name} broke")
+
+    def clear(self) -> None:
+        self.log.append("clear")
+
+    def check_space(self, needed: int) -> None:
+        self.log.append(f"space {needed}")
+        if self.fail_at == "space":
+            raise Refused("the drill needs 1 MiB")
+
+    def stage(self, snapshot: str) -> dict | None:
+        self._step(f"stage {snapshot[:1]}")
+        return MANIFEST if self.with_manifest else None
+
+    def load(self, snapshot: str) -> dict:
+        self._step(f"load {snapshot[:1]}")
+        return self.tables
+
+    def documents(self) -> dict[str, str]:
+        return DOCUMENTS
+
+    def start_app(self) -> None:
+        self._step("app")
+
+
+def test_a_good_backup_passes_every_check_and_leaves_nothing_behind() -> None:
+    host = FakeHost()
+    result = drill.drill(FakeRepo(), host, "latest", margin=20)
+    assert result["result"] == "ok" and result["problems"] == [], result
+    assert host.log == ["clear", "space 2400", "stage b", "load a", "app", "clear"]
+    assert result["checked"] == {"manifest": True, "tables": 1, "rows": 2, "documents": 1,
+                                 "documents_added_since": 0, "app": True}  # fmt: skip
+
+
+def test_too_little_space_refuses_before_anything_is_restored() -> None:
+    host = FakeHost(fail_at="space")
+    with pytest.raises(Refused):
+        drill.drill(FakeRepo(), host, "latest")
+    assert host.log == ["clear", "space 2000"]
+
+
+@pytest.mark.parametrize("step", ["stage b", "load a", "app"])
+def test_a_step_that_fails_is_named_and_the_scratch_project_is_removed(step: str) -> None:
+    host = FakeHost(fail_at=step)
+    result = drill.drill(FakeRepo(), host, "latest")
+    assert result["result"] == "failed" and f"{step} broke" in result["message"], result
+    assert host.log[-1] == "clear"
+
+
+def test_a_table_that_differs_from_the_manifest_fails_and_the_app_is_not_started() -> None:
+    host = FakeHost(tables={"patient_data": {"rows": 1, "sha256": "3" * 64}})
+    result = drill.drill(FakeRepo(), host, "latest")
+    assert result["problems"] == ["table patient_data has 1 rows, the backup had 2"]
+    assert "app" not in host.log
+
+
+def test_a_backup_without_a_manifest_cannot_pass() -> None:
+    result = drill.drill(FakeRepo(), FakeHost(with_manifest=False), "latest")
+    assert result["result"] == "failed" and "has no manifest" in result["message"]
+
+
+def test_an_unknown_backup_is_refused() -> None:
+    with pytest.raises(Refused):
+        drill.drill(FakeRepo(), FakeHost(), "20200101T000000Z")

@@ -623,7 +623,7 @@ def test_the_drill_restores_the_latest_backup_beside_the_live_site_and_proves_it
     drilled = run.summary["backups"][a.host.name]["last_drill"]
     assert drilled["result"] == "ok" and drilled["run"] == latest, drilled
     checked = drilled["checked"]
-    assert checked["manifest"] and checked["app"], checked
+    assert checked["manifest"] and checked["app"] and checked["encryption"], checked
     assert checked["tables"] >= 3 and checked["rows"] > 0 and checked["documents"] >= len(drill.a_documents), checked
     assert drill_leftovers(a.host) == ""
     assert live_containers(a.host) == before, "the drill touched the live stack"

@@ -11,19 +11,23 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from shuttle_host import sitekeys
+from shuttle_host.errors import Failed
 from tests import standins
 
 pytestmark = pytest.mark.hosts
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=120)
+def docker(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, timeout=120, input=input)
 
 
 LOGIN = "http://localhost/interface/login/login.php"
@@ -153,3 +157,34 @@ def test_manual_setup_leaves_the_site_unconfigured(stack: Stack) -> None:
     assert "not configured" in stack.curl(LOGIN, container=stack.manual_app).stdout
     show = 'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot -N -e "SHOW DATABASES"'
     assert "manual" not in docker("exec", stack.db, "sh", "-c", show).stdout.split()
+
+
+def test_setup_writes_the_upgrade_marker_and_the_site_keys_and_a_mismatch_stops_decryption(stack: Stack) -> None:
+    """As the real image: sites/default/docker-version after setup; the drive key under documents/ unlocks
+    only with the database's key; data encrypted by the app decrypts on that pair and on no other."""
+    site = "/var/www/localhost/htdocs/openemr/sites/default"
+    assert docker("exec", stack.app, "cat", f"{site}/docker-version").stdout.strip() == "7"
+    owner = docker("exec", stack.app, "stat", "-c", "%U", f"{site}/documents/logs_and_misc/methods/sixa").stdout
+    assert owner.strip() == "www-data"
+    with tempfile.TemporaryDirectory() as copy:
+        docker("cp", "-a", f"{stack.app}:{site}", copy)  # for the owner sitekeys runs as
+        sites = Path(copy)
+
+        class App:
+            def running(self, key: str) -> str:
+                return stack.app
+
+        made = sitekeys.canary(App(), sites)  # type: ignore[arg-type]
+        assert made["ciphertext"].startswith("006") and sitekeys.decrypts(App(), sites, made)  # type: ignore[arg-type]
+        assert not sitekeys.decrypts(App(), sites, {**made, "sha256": "0" * 64})  # type: ignore[arg-type]
+        sql = 'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot -N openemr'
+        kept = docker("exec", "-i", stack.db, "sh", "-c", sql, input="SELECT name, value FROM `keys`").stdout.split()
+        assert kept[0] == "sixa", kept
+        other = "UPDATE `keys` SET value = TO_BASE64(RANDOM_BYTES(32))"
+        docker("exec", "-i", stack.db, "sh", "-c", sql, input=other)
+        try:
+            with pytest.raises(Failed, match="Key in drive is not compatible"):
+                sitekeys.decrypts(App(), sites, made)  # type: ignore[arg-type]
+        finally:
+            back = f"UPDATE `keys` SET value = '{kept[1]}' WHERE name = 'sixa'"
+            docker("exec", "-i", stack.db, "sh", "-c", sql, input=back)

@@ -200,4 +200,14 @@ chmod($tmp, 0640);
 chown($tmp, 'www-data');
 chgrp($tmp, 'www-data');
 rename($tmp, $target);
+
+// As the real setup: the site's encryption keys exist once it is configured (the database set in `keys`,
+// the drive set under documents/), and the upgrade marker says which upgrade scripts the site has had.
+require_once OE_ROOT . '/src/Common/Crypto/CryptoGen.php';
+unset($sqlconf); // sqlconf.php declares a global of that name
+(new OpenEMR\Common\Crypto\CryptoGen())->encryptStandard('site set up');
+file_put_contents(OE_SITE . '/docker-version', trim((string) file_get_contents('/root/docker-version')) . "\n");
+foreach ([OE_SITE . '/docker-version', OE_SITE . '/documents'] as $owned) {
+    exec('chown -R www-data:www-data ' . escapeshellarg($owned));
+}
 say("site configured; administrator is $adminUser");

@@ -82,6 +82,7 @@ class FakeSite:
         self.db = self
         self.layout = layout
         self.manifest: tuple[str, dict] | None = None
+        self.log: list[str] = []
 
     name = "openemr"
 
@@ -89,12 +90,18 @@ class FakeSite:
         return self._configured
 
     def dump(self) -> Dump:
+        self.log.append("dump")
         return Dump(self.dump_code)
 
     def paths(self) -> list[str]:
         return ["/sites"]
 
-    def write_manifest(self, run_id: str, tables: dict) -> str:
+    def canary(self) -> dict:
+        self.log.append("canary")
+        return {"ciphertext": "006", "sha256": "0" * 64}
+
+    def write_manifest(self, run_id: str, tables: dict, canary: dict) -> str:
+        self.log.append("manifest")
         self.manifest = (run_id, tables)
         return "/var/lib/manifest.json"
 
@@ -116,6 +123,7 @@ def test_the_manifest_describes_the_dump_as_saved_and_goes_into_the_files_part(h
         "patient_data": 2, "log": 0,
     }  # fmt: skip
     assert repo.saved_paths == ["/sites", "/var/lib/manifest.json"]
+    assert site.log == ["canary", "dump", "manifest"], "a key the canary makes must be in the dump"
 
 
 def test_a_safety_backup_applies_no_retention(host_settings) -> None:

@@ -19,7 +19,8 @@ LISTING = [
 ]  # fmt: skip
 TABLES = {"patient_data": {"rows": 2, "sha256": "1" * 64}}
 DOCUMENTS = {"default/documents/1/scan.pdf": "2" * 64}
-MANIFEST = {"version": manifest.VERSION, "run": RUN, "tables": TABLES, "documents": DOCUMENTS}
+CANARY = {"ciphertext": "006abc", "sha256": "4" * 64}
+MANIFEST = {"version": manifest.VERSION, "run": RUN, "tables": TABLES, "documents": DOCUMENTS, "canary": CANARY}
 
 
 class FakeRepo:
@@ -39,9 +40,13 @@ class FakeRepo:
 
 
 class FakeHost:
-    def __init__(self, *, fail_at: str | None = None, tables: dict | None = None, with_manifest: bool = True) -> None:
+    def __init__(
+        self, *, fail_at: str | None = None, tables: dict | None = None, with_manifest: bool = True,
+        decrypts: bool = True, manifest: dict | None = None,
+    ) -> None:  # fmt: skip
         self.log: list[str] = []
         self.fail_at, self.tables, self.with_manifest = fail_at, tables or TABLES, with_manifest
+        self._decrypts, self.manifest = decrypts, manifest or MANIFEST
 
     def _step(self, name: str) -> None:
         self.log.append(name)
@@ -58,7 +63,7 @@ class FakeHost:
 
     def stage(self, snapshot: str) -> dict | None:
         self._step(f"stage {snapshot[:1]}")
-        return MANIFEST if self.with_manifest else None
+        return self.manifest if self.with_manifest else None
 
     def load(self, snapshot: str) -> dict:
         self._step(f"load {snapshot[:1]}")
@@ -70,14 +75,18 @@ class FakeHost:
     def start_app(self) -> None:
         self._step("app")
 
+    def decrypts(self, canary: dict) -> bool:
+        self._step("decrypt")
+        return self._decrypts and canary == CANARY
+
 
 def test_a_good_backup_passes_every_check_and_leaves_nothing_behind() -> None:
     host = FakeHost()
     result = drill.drill(FakeRepo(), host, "latest", margin=20)
     assert result["result"] == "ok" and result["problems"] == [], result
-    assert host.log == ["clear", "space 2400", "stage b", "load a", "app", "clear"]
+    assert host.log == ["clear", "space 2400", "stage b", "load a", "app", "decrypt", "clear"]
     assert result["checked"] == {"manifest": True, "tables": 1, "rows": 2, "documents": 1,
-                                 "documents_added_since": 0, "app": True}  # fmt: skip
+                                 "documents_added_since": 0, "app": True, "encryption": True}  # fmt: skip
 
 
 def test_too_little_space_refuses_before_anything_is_restored() -> None:
@@ -87,7 +96,7 @@ def test_too_little_space_refuses_before_anything_is_restored() -> None:
     assert host.log == ["clear", "space 2000"]
 
 
-@pytest.mark.parametrize("step", ["stage b", "load a", "app"])
+@pytest.mark.parametrize("step", ["stage b", "load a", "app", "decrypt"])
 def test_a_step_that_fails_is_named_and_the_scratch_project_is_removed(step: str) -> None:
     host = FakeHost(fail_at=step)
     result = drill.drill(FakeRepo(), host, "latest")
@@ -110,3 +119,19 @@ def test_a_backup_without_a_manifest_cannot_pass() -> None:
 def test_an_unknown_backup_is_refused() -> None:
     with pytest.raises(Refused):
         drill.drill(FakeRepo(), FakeHost(), "20200101T000000Z")
+
+
+def test_site_keys_that_do_not_decrypt_the_canary_fail_the_drill() -> None:
+    result = drill.drill(FakeRepo(), FakeHost(decrypts=False), "latest")
+    assert result["problems"] == [
+        "data encrypted with the site keys does not decrypt: sites/ and the database do not match"
+    ]
+
+
+def test_a_backup_whose_canary_could_not_be_made_cannot_pass() -> None:
+    host = FakeHost(manifest={**MANIFEST, "canary": {"error": "OpenEMR could not encrypt"}})
+    result = drill.drill(FakeRepo(), host, "latest")
+    assert result["problems"] == [
+        "encrypted data could not be verified: no encryption canary (OpenEMR could not encrypt)"
+    ]
+    assert "decrypt" not in host.log

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shuttle_host import files, manifest, proc, runs
+from shuttle_host import files, manifest, proc, runs, sitekeys
 from shuttle_host.database import Database
 from shuttle_host.errors import Failed, Refused
 from shuttle_host.restic import Repository
@@ -60,12 +60,23 @@ class Site:
             for service, info in self.stack.docker.containers().items()
         }
 
-    def write_manifest(self, run_id: str, tables: dict[str, dict[str, Any]]) -> str:
+    def sites(self) -> Path:
+        return Path(self.stack.docker.volume_path("sites"))
+
+    def canary(self) -> dict[str, Any]:
+        """A value the running app encrypted with its site keys (sitekeys.py), or why there is none: a backup
+        is still taken, and a drill of it says the encryption could not be verified."""
+        try:
+            return sitekeys.canary(self.stack.docker, self.sites())
+        except (Failed, OSError) as problem:
+            proc.say(f"no encryption canary in this backup: {problem}")
+            return {"error": str(problem)}
+
+    def write_manifest(self, run_id: str, tables: dict[str, dict[str, Any]], canary: dict[str, Any]) -> str:
         """The run's manifest (manifest.py), where the files part picks it up; its path."""
-        sites = Path(self.stack.docker.volume_path("sites"))
         path = Path(self.layout.backup_manifest)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        files.write_json(path, manifest.build(run_id, tables, sites, self.images()))
+        files.write_json(path, {**manifest.build(run_id, tables, self.sites(), self.images()), "canary": canary})
         return str(path)
 
     def paths(self) -> list[str]:
@@ -104,6 +115,7 @@ def take(repo: Repository, site: Site, *, safety: bool, retention: bool = True) 
     if safety:
         tags += ["--tag", runs.SAFETY_TAG]
     try:
+        canary = site.canary()  # before the dump: a key the app makes for it is then in both parts
         proc.say(f"run {run_id}: database")
         dump = site.db.dump()
         assert dump.stdout is not None and dump.stderr is not None
@@ -118,7 +130,7 @@ def take(repo: Repository, site: Site, *, safety: bool, retention: bool = True) 
         if saved.returncode != 0:
             raise Failed(f"restic backup (database): {proc.last_lines(saved.stderr)}")
         proc.say(f"run {run_id}: files")
-        written = site.write_manifest(run_id, digest.tables())
+        written = site.write_manifest(run_id, digest.tables(), canary)
         own = [str(path) for path in host_own_files(site.layout)]
         repo.backup_paths([*site.paths(), written], [*tags, "--tag", f"{runs.PART_TAG}files"], exclude=own)
     except BaseException:

@@ -4,9 +4,11 @@ A drill proves what only a restore proves, without touching the live site: the c
 is restored into a scratch directory and its database dump loaded into a scratch compose project (its
 own volumes and an internal network, no published ports) running the host's current images. The
 loaded database is dumped again and compared with the run's manifest table by table, the documents
-are hashed and compared, and OpenEMR is started on the restored sites/ and database, which must answer
-its login page. The scratch project and directory are removed however the drill ends (and before the
-next one starts, should a drill be killed). The result is recorded where `status` reads it.
+are hashed and compared, and OpenEMR is started on the restored sites/ and database: it must answer
+its login page and decrypt the value it encrypted with its site keys when the backup was taken
+(sitekeys.py), which holds only when sites/ and the database are one matched set. The scratch
+project and directory are removed however the drill ends (and before the next one starts, should a
+drill be killed). The result is recorded where `status` reads it.
 
 `drill` is the order of those steps over a host object, so it is tested without a host.
 """
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from shuttle_host import files, manifest, proc, runs
+from shuttle_host import files, manifest, proc, runs, sitekeys
 from shuttle_host.backup import exclusive, now
 from shuttle_host.database import Database
 from shuttle_host.docker import PROJECT_LABEL, Docker
@@ -36,6 +38,7 @@ class Host(Protocol):
     def load(self, db_snapshot: str) -> dict[str, dict[str, Any]]: ...
     def documents(self) -> dict[str, str]: ...
     def start_app(self) -> None: ...
+    def decrypts(self, canary: dict[str, Any]) -> bool: ...
 
 
 class Repo(Protocol):
@@ -72,6 +75,9 @@ def drill(repo: Repo, host: Host, wanted: str, *, margin: int = 0) -> dict[str, 
             proc.say("starting OpenEMR on the restored data")
             _step(problems, "OpenEMR did not start on the restored data", host.start_app)
             checked["app"] = not problems
+        if not problems and expected is not None:
+            problems += _decrypts(host, expected.get("canary") or {})
+            checked["encryption"] = not problems
     finally:
         host.clear()
     result = "failed" if problems else "ok"
@@ -81,9 +87,22 @@ def drill(repo: Repo, host: Host, wanted: str, *, margin: int = 0) -> dict[str, 
     else:
         message = (
             f"drill of backup {chosen.run} passed: {checked.get('tables', 0)} tables, {checked.get('rows', 0)} rows"
-            f" and {checked.get('documents', 0)} documents as backed up; OpenEMR answered on the restored data"
+            f" and {checked.get('documents', 0)} documents as backed up; OpenEMR answered on the restored data and"
+            " decrypted what it had encrypted"
         )
     return {"result": result, "run": chosen.run, "checked": checked, "problems": problems, "message": message}
+
+
+def _decrypts(host: Host, canary: dict[str, Any]) -> list[str]:
+    """Problems with the data OpenEMR encrypted: the backup's canary must decrypt on the restored data."""
+    if "ciphertext" not in canary:
+        why = canary.get("error", "the backup has none")
+        return [f"encrypted data could not be verified: no encryption canary ({why})"]
+    problems: list[str] = []
+    decrypted = _step(problems, "the encryption canary could not be read", host.decrypts, canary)
+    if decrypted is False:
+        problems.append("data encrypted with the site keys does not decrypt: sites/ and the database do not match")
+    return problems
 
 
 def _step(problems: list[str], what: str, step: Any, *args: Any) -> Any:
@@ -227,6 +246,9 @@ class DrillHost:
             return proc.run(["docker", "exec", app, *command], what="ask OpenEMR", check=False).returncode == 0
 
         self._wait("the drill's OpenEMR", answers)
+
+    def decrypts(self, canary: dict[str, Any]) -> bool:
+        return sitekeys.decrypts(self.docker, self.sites(), canary)
 
     def _wait(self, what: str, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.settings.stack.ready_timeout

@@ -429,13 +429,14 @@ def test_same_day_backups_survive_each_other_and_every_restore_including_its_saf
 
 
 def forge_run(host: hosts.TestHost, *, database: str) -> str:
-    """A run in A's repository made as the agent makes one, except that its database part is `database`
-    ('truncated': the first half of a real dump). Its ID."""
+    """A run in A's repository made as the agent makes one, except for `database`: 'truncated' (its database
+    part is the first half of a real dump, and it has no manifest) or 'unlike its manifest' (a whole dump, and a
+    manifest that counts one patient more). Its ID."""
     script = f"""
 import subprocess, sys
 sys.path.insert(0, {LAYOUT["agent_dir"]!r})
 from pathlib import Path
-from shuttle_host import backup, restic, runs, settings
+from shuttle_host import backup, manifest, restic, runs, settings
 s = settings.load(Path({SETTINGS!r}))
 repo, site = restic.Repository(s.layout, s.backup), backup.Site(s)
 run_id = runs.new_run_id()
@@ -447,7 +448,15 @@ part = data[: len(data) // 2] if {database!r} == "truncated" else data
 name = site.db.name + ".sql"
 subprocess.run(repo.argv("backup", "--stdin", "--stdin-filename", name, "--host", repo.host, *tags, "--tag", "part=db"),
                env=repo.env, input=part, check=True, capture_output=True)
-repo.backup_paths(site.paths(), [*tags, "--tag", "part=files"], exclude=[])
+paths = site.paths()
+if {database!r} == "unlike its manifest":
+    digest = manifest.DumpDigest()
+    for line in data.splitlines(keepends=True):
+        digest.feed(line)
+    tables = digest.tables()
+    tables["patient_data"]["rows"] += 1
+    paths.append(site.write_manifest(run_id, tables, site.canary()))
+repo.backup_paths(paths, [*tags, "--tag", "part=files"], exclude=[])
 print(run_id)
 """
     return host.exec(f"python3 -c {shlex.quote(script)}", check=True).stdout.strip()
@@ -477,6 +486,21 @@ def test_a_backup_whose_database_part_cannot_be_read_is_refused_while_the_app_st
     assert "nothing on this host was changed" in run.failures and "database dump" in run.failures, run.explain()
     assert app_started(a.host) == started, "the app was stopped for a backup that could not be read"
     assert live_state(a.host) == before and before["leftovers"] == []
+
+
+def test_a_backup_unlike_its_manifest_is_refused_by_the_restore_and_failed_by_the_drill(drill: Drill) -> None:
+    a = drill.a
+    forged = forge_run(a.host, database="unlike its manifest")
+    before, started = live_state(a.host), app_started(a.host)
+    run = a.shuttle("restore", "--yes", "--snapshot", forged)
+    assert run.returncode == 1, run.explain()
+    assert "does not match its manifest: table patient_data has" in run.failures, run.explain()
+    assert "nothing on this host was changed" in run.failures
+    assert app_started(a.host) == started and live_state(a.host) == before
+    drilled = a.shuttle("drill", "--snapshot", forged)
+    assert drilled.returncode == 1, drilled.explain()
+    assert "table patient_data has" in drilled.failures and "rows, the backup had" in drilled.failures
+    assert drill_leftovers(a.host) == ""
 
 
 def test_too_little_free_space_for_the_staged_copies_is_refused_and_changes_nothing(drill: Drill) -> None:

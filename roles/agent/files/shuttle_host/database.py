@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from typing import Any
 
-from shuttle_host import proc
+from shuttle_host import manifest, proc
 from shuttle_host.docker import Docker
 from shuttle_host.errors import Failed
 
@@ -49,9 +50,9 @@ class Database:
         count = self.sql(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {literal(self.name)}")
         return int(count.strip() or 0) > 0
 
-    def dump(self) -> subprocess.Popen[bytes]:
-        """A consistent online dump of the application database, streamed on stdout."""
-        shell = AS_ROOT + f"mariadb-dump -uroot {DUMP_OPTIONS} --databases {shlex.quote(self.name)}"
+    def dump(self, database: str | None = None) -> subprocess.Popen[bytes]:
+        """A consistent online dump of the application database (or `database`), streamed on stdout."""
+        shell = AS_ROOT + f"mariadb-dump -uroot {DUMP_OPTIONS} --databases {shlex.quote(database or self.name)}"
         return subprocess.Popen(
             ["docker", "exec", self.docker.running("db"), "sh", "-c", shell],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -111,6 +112,20 @@ class Database:
             raise Failed("the backup's database dump could not be read from the repository")
         if not last.startswith(b"-- Dump completed"):
             raise Failed("the backup's database dump is incomplete (it does not end as mariadb-dump ends a dump)")
+
+    def digest(self, database: str | None = None) -> dict[str, dict[str, Any]]:
+        """Each table's rows and data digest as a dump of `database` gives them (manifest.DumpDigest): what a
+        restored copy is compared with its backup's manifest by."""
+        found = manifest.DumpDigest()
+        dump = self.dump(database)
+        assert dump.stdout is not None and dump.stderr is not None
+        for line in dump.stdout:
+            found.feed(line)
+        if dump.wait() != 0:
+            raise Failed(
+                f"the database cannot be dumped: {proc.last_lines(dump.stderr.read().decode(errors='replace'))}"
+            )
+        return found.tables()
 
     def rename_tables(self, moves: list[tuple[str, str]]) -> None:
         """Move every table of each (from, to) database pair in one RENAME TABLE: all of it happens or none."""

@@ -220,14 +220,7 @@ class DrillHost:
         self._wait("the drill's database", lambda: self.db.sql("SELECT 1").strip() == "1")
         self.db.load_into(self.db.name, self.repo.dump(db_snapshot, f"/{self.db.name}.sql"))
         self.db.set_user_password(self.settings.stack.db_user, env["DB_PASSWORD"])
-        digest = manifest.DumpDigest()
-        dump = self.db.dump()
-        assert dump.stdout is not None and dump.stderr is not None
-        for line in dump.stdout:
-            digest.feed(line)
-        if dump.wait() != 0:
-            raise Failed(f"the loaded database cannot be dumped: {proc.last_lines(dump.stderr.read().decode())}")
-        return digest.tables()
+        return self.db.digest()
 
     def documents(self) -> dict[str, str]:
         return manifest.documents(self.sites())

@@ -191,9 +191,10 @@ class Repository:
         """`include` (a path in the snapshot) of `snapshot`, written under `target` at its full path."""
         self.run("restore", snapshot, "--target", str(target), "--include", include)
 
-    def dump(self, snapshot: str, name: str) -> subprocess.Popen[bytes]:
-        """A file of a snapshot, streamed on stdout."""
-        return subprocess.Popen(self.argv("dump", snapshot, name), env=self.env, stdout=subprocess.PIPE)
+    def dump(self, snapshot: str, name: str, *, quiet: bool = False) -> subprocess.Popen[bytes]:
+        """A file of a snapshot, streamed on stdout (`quiet`: restic's complaints, such as a missing file, unsaid)."""
+        errors = subprocess.DEVNULL if quiet else None
+        return subprocess.Popen(self.argv("dump", snapshot, name), env=self.env, stdout=subprocess.PIPE, stderr=errors)
 
     def check(self, percent: int) -> None:
         self.run("check", f"--read-data-subset={percent}%")

@@ -6,8 +6,9 @@ without a host:
 1. open the repository and pick the run (nothing changes if either fails: exit 2);
 2. check the free space the staged copies need;
 3. stage, with OpenEMR still serving: the backup's files are restored beside the directories they
-   replace (swap.py) and its database dump is loaded, to its last line, into a scratch database. A
-   backup that cannot be read fails here, and nothing live has changed;
+   replace (swap.py) and its database dump is loaded, to its last line, into a scratch database; both
+   are compared with the backup's manifest (manifest.py). A backup that cannot be read, or that does
+   not hold what its manifest says, fails here, and nothing live has changed;
 4. stop the application and the proxy, then take the safety backup (no write can fall between them);
 5. swap: the scratch tables become the live ones and the live ones are moved aside (one RENAME
    TABLE), each staged directory is renamed into place with the live one kept beside it, the
@@ -29,12 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from shuttle_host import files, proc, runs, swap
+from shuttle_host import files, manifest, proc, runs, swap
 from shuttle_host.backup import Site, host_own_files, take
 from shuttle_host.errors import Failed, Refused
 from shuttle_host.restic import Repository
@@ -214,6 +216,23 @@ class RestoreHost:
         self.db.load_into(self.scratch, self.repo.dump(db_snapshot, f"/{self.db.name}.sql"))
         if self.db.other_objects(self.scratch):
             raise Failed("the backup's database has views, triggers, routines or events, which a restore cannot swap")
+        self._verify(files_snapshot)
+
+    def _verify(self, files_snapshot: str) -> None:
+        """The staged copy against the backup's manifest: the scratch database dumped again must hold the
+        tables and rows the backup had, the staged sites/ its documents. A run from before manifests has none."""
+        read = self.repo.dump(files_snapshot, self.layout.backup_manifest, quiet=True)
+        assert read.stdout is not None
+        text = read.stdout.read()
+        if read.wait() != 0:
+            proc.say("this backup has no manifest: its tables and documents are not verified")
+            return
+        expected = json.loads(text)
+        sites = swap.sibling(Path(self.site.stack.docker.volume_path("sites")), "new")
+        compared = manifest.compare(expected, self.db.digest(self.scratch), manifest.documents(sites))
+        if compared["problems"]:
+            raise Failed(f"the backup does not match its manifest: {'; '.join(compared['problems'][:5])}")
+        proc.say(f"verified against the manifest: {compared['tables']} tables, {compared['documents']} documents")
 
     def _keep_host_own(self, staged_config: Path) -> None:
         """The staged config directory gets this host's agent settings and own secrets, whatever the backup held."""

@@ -3,40 +3,17 @@ the scratch project is removed before and after, whatever happened."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from shuttle_host import drill, manifest, runs
+from shuttle_host import drill, manifest
 from shuttle_host.errors import Failed, Refused
+from tests.unit.agent.fake_repository import RUN
+from tests.unit.agent.fake_repository import FakeRepository as FakeRepo
 
-RUN = "20261101T020000Z"
-LISTING = [
-    {"id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-11-01T02:00:00Z",
-     "tags": ["shuttle", "shuttle-host=clinic", f"shuttle-run={RUN}", "part=db"]},
-    {"id": "b" * 64, "short_id": "bbbbbbbb", "time": "2026-11-01T02:00:01Z",
-     "tags": ["shuttle", "shuttle-host=clinic", f"shuttle-run={RUN}", "part=files"]},
-]  # fmt: skip
 TABLES = {"patient_data": {"rows": 2, "sha256": "1" * 64}}
 DOCUMENTS = {"default/documents/1/scan.pdf": "2" * 64}
 CANARY = {"ciphertext": "006abc", "sha256": "4" * 64}
 MANIFEST = {"version": manifest.VERSION, "run": RUN, "tables": TABLES, "documents": DOCUMENTS, "canary": CANARY}
-
-
-class FakeRepo:
-    location = "sftp:clinic@backup.example.org:/srv/clinic"
-
-    def open(self) -> None:
-        pass
-
-    def snapshots(self) -> list[dict[str, Any]]:
-        return LISTING
-
-    def runs(self) -> dict[str, runs.Run]:
-        return runs.group(LISTING, host="clinic")
-
-    def restore_size(self, snapshot: str) -> int:
-        return 1000
 
 
 class FakeHost:

@@ -8,37 +8,12 @@ from typing import Any
 
 import pytest
 
-from shuttle_host import restore, runs
+from shuttle_host import restore
 from shuttle_host.errors import Failed, Refused
+from tests.unit.agent.fake_repository import RUN
+from tests.unit.agent.fake_repository import FakeRepository as FakeRepo
 
-RUN = "20261101T020000Z"
-LISTING = [
-    {"id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-11-01T02:00:00Z",
-     "tags": ["shuttle", "shuttle-host=clinic", f"shuttle-run={RUN}", "part=db"]},
-    {"id": "b" * 64, "short_id": "bbbbbbbb", "time": "2026-11-01T02:00:01Z",
-     "tags": ["shuttle", "shuttle-host=clinic", f"shuttle-run={RUN}", "part=files"]},
-]  # fmt: skip
 SAFETY = "20261105T100000Z"
-
-
-class FakeRepo:
-    location = "sftp:clinic@backup.example.org:/srv/clinic"
-
-    def __init__(self, log: list[str], snapshots: list[dict] | None = None) -> None:
-        self.log = log
-        self.listing = LISTING if snapshots is None else snapshots
-
-    def open(self) -> None:
-        self.log.append("open")
-
-    def snapshots(self) -> list[dict[str, Any]]:
-        return self.listing
-
-    def runs(self) -> dict[str, runs.Run]:
-        return runs.group(self.listing, host="clinic")
-
-    def restore_size(self, snapshot: str) -> int:
-        return 1000
 
 
 class FakeHost:

@@ -41,16 +41,7 @@ class Host(Protocol):
     def decrypts(self, canary: dict[str, Any]) -> bool: ...
 
 
-class Repo(Protocol):
-    location: str
-
-    def open(self) -> None: ...
-    def runs(self) -> dict[str, runs.Run]: ...
-    def snapshots(self) -> list[dict[str, Any]]: ...
-    def restore_size(self, snapshot: str) -> int: ...
-
-
-def drill(repo: Repo, host: Host, wanted: str, *, margin: int = 0) -> dict[str, Any]:
+def drill(repo: runs.Source, host: Host, wanted: str, *, margin: int = 0) -> dict[str, Any]:
     """Drill the run `wanted` names (runs.pick): result ok only when every check passed; `problems` says,
     one line each, what could not be verified. Refused (nothing done) when the run or the space is lacking."""
     host.clear()

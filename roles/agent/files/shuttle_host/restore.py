@@ -59,15 +59,6 @@ class Host(Protocol):
     def discard_staging(self, *, restart: bool) -> None: ...
 
 
-class Repo(Protocol):
-    location: str
-
-    def open(self) -> None: ...
-    def runs(self) -> dict[str, runs.Run]: ...
-    def snapshots(self) -> list[dict[str, Any]]: ...
-    def restore_size(self, snapshot: str) -> int: ...
-
-
 class Journal:
     """Which phase a restore reached (staging, stopped, swapping, committing), on disk, atomically."""
 
@@ -108,7 +99,7 @@ def recover(host: Host, journal: Journal) -> str | None:
     return done
 
 
-def restore(repo: Repo, host: Host, wanted: str, journal: Journal, *, margin: int = 0) -> dict[str, Any]:
+def restore(repo: runs.Source, host: Host, wanted: str, journal: Journal, *, margin: int = 0) -> dict[str, Any]:
     """Restore the run `wanted` names (see runs.pick) onto `host`, in the order of the module docstring."""
     recover(host, journal)
     repo.open()

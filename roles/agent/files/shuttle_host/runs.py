@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from shuttle_host.errors import Refused
 
@@ -152,3 +152,14 @@ def to_forget(runs: Mapping[str, Run], retention: Mapping[str, int], *, pinned: 
     """The complete runs retention removes, oldest first (incomplete ones are removed before each run)."""
     keep = to_keep(runs, retention, pinned=pinned)
     return [run for run in complete(runs) if run.run not in keep]
+
+
+class Source(Protocol):
+    """What a restore and a drill read of a repository (restic.Repository; a fake in the unit tests)."""
+
+    location: str
+
+    def open(self) -> None: ...
+    def runs(self) -> dict[str, Run]: ...
+    def snapshots(self) -> list[dict[str, Any]]: ...
+    def restore_size(self, snapshot: str) -> int: ...

@@ -37,7 +37,26 @@ class Host(Protocol):
     def stage(self, files_snapshot: str) -> dict[str, Any] | None: ...
     def load(self, db_snapshot: str) -> dict[str, dict[str, Any]]: ...
     def documents(self) -> dict[str, str]: ...
-    def start_app(self) -> None: ...
+    def start_app(self) -> None:
+        """OpenEMR on the restored data, answering its login page (the live app's own health check)."""
+        self.docker.compose("up", "-d", self.layout.services["app"], what="start the drill's OpenEMR")
+        self._wait_healthy("app", "the drill's OpenEMR")
+
+    def _wait_healthy(self, key: str, what: str) -> None:
+        """Until the live service's own health check passes in the drill's container of that service (for the
+        database: a TCP connection and InnoDB ready, not the socket of its first start's temporary server)."""
+        info = self.live.containers().get(self.layout.services[key]) or {}
+        test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+        if test[:1] not in (["CMD"], ["CMD-SHELL"]):
+            raise Failed(f"the live {key} service has no health check to ask the drill's copy with")
+        command = test[1:] if test[0] == "CMD" else ["sh", "-c", test[1]]
+
+        def passes() -> bool:
+            argv = ["docker", "exec", self.docker.running(key), *command]
+            return proc.run(argv, what=f"check {what}", check=False, timeout=60).returncode == 0
+
+        self._wait(what, passes)
+
     def decrypts(self, canary: dict[str, Any]) -> bool: ...
 
 
@@ -208,7 +227,7 @@ class DrillHost:
         files.write_atomic(self.root / ".env", "".join(f"{name}={value}\n" for name, value in env.items()))
         files.write_json(self.root / "docker-compose.yml", self._compose())  # JSON is YAML to Compose
         self.docker.compose("up", "-d", self.layout.services["db"], what="start the drill's database")
-        self._wait("the drill's database", lambda: self.db.sql("SELECT 1").strip() == "1")
+        self._wait_healthy("db", "the drill's database")
         self.db.load_into(self.db.name, self.repo.dump(db_snapshot, f"/{self.db.name}.sql"))
         self.db.set_user_password(self.settings.stack.db_user, env["DB_PASSWORD"])
         return self.db.digest()

@@ -19,6 +19,17 @@ def test_rows_are_counted_past_parentheses_quotes_and_escapes_inside_values() ->
     assert digest(line)["notes"]["rows"] == 5
 
 
+def test_rows_one_per_line_as_mariadb_dump_10_11_writes_them_are_counted_and_hashed_as_one_statement() -> None:
+    """MariaDB 10.11's mariadb-dump: `INSERT INTO `t` VALUES` alone, then a line per row; a string may end in `;`."""
+    tables = digest(
+        b"INSERT INTO `notes` VALUES\n", b"(1,'ends in a semicolon;'),\n", b"(2,'b');\n",
+        b"/*!40000 ALTER TABLE `notes` ENABLE KEYS */;\n", b"INSERT INTO `other` VALUES\n", b"(7,'c');\n",
+    )  # fmt: skip
+    assert tables["notes"]["rows"] == 2 and tables["other"]["rows"] == 1
+    assert tables["notes"] != digest(b"INSERT INTO `notes` VALUES\n", b"(1,'ends in a semicolon;'),\n",
+                                     b"(2,'c');\n")["notes"]  # fmt: skip
+
+
 def test_a_table_is_named_with_backquotes_in_its_name_and_an_empty_one_is_listed() -> None:
     tables = digest(b"CREATE TABLE `odd``name` (\n", b"CREATE TABLE `empty` (\n",
                     b"INSERT INTO `odd``name` VALUES (1),(2);\n")  # fmt: skip

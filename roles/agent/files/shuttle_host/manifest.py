@@ -26,7 +26,7 @@ VERSION = 1
 DOCKER_VERSION = "default/docker-version"
 
 _CREATE = re.compile(rb"^CREATE TABLE `((?:[^`]|``)+)`")
-_INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)` VALUES ")
+_INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)` VALUES ?")
 # In a VALUES list: a quoted string (skipped whole, escapes included), or a parenthesis.
 _TOKENS = re.compile(rb"'(?:[^'\\]|\\.)*'|[()]", re.DOTALL)
 
@@ -49,11 +49,17 @@ def _name(match: re.Match[bytes]) -> str:
 
 
 class DumpDigest:
-    """Fed a mariadb-dump line by line: each table's rows and the sha256 of its data."""
+    """Fed a mariadb-dump line by line: each table's rows and the sha256 of its data.
+
+    An extended INSERT is one line in some mariadb-dump versions and a line per row in others (10.11:
+    `INSERT INTO `t` VALUES` then `(1,...),` lines): a statement runs until a line ending in `;`. No
+    string value spans lines (the dump writes a newline in a value as `\\n`), so a line's last
+    character is never inside a string."""
 
     def __init__(self) -> None:
         self._rows: dict[str, int] = {}
         self._hashes: dict[str, Any] = {}
+        self._open: str | None = None  # the table whose INSERT statement has not ended yet
 
     def _table(self, name: str) -> None:
         if name not in self._hashes:
@@ -61,16 +67,21 @@ class DumpDigest:
             self._hashes[name] = hashlib.sha256()
 
     def feed(self, line: bytes) -> None:
-        insert = _INSERT.match(line)
-        if insert:
-            name = _name(insert)
-            self._table(name)
-            self._rows[name] += count_rows(line[insert.end() :])
-            self._hashes[name].update(line.rstrip(b"\n"))
-            return
-        created = _CREATE.match(line)
-        if created:
-            self._table(_name(created))
+        values = line
+        if self._open is None:
+            insert = _INSERT.match(line)
+            if insert is None:
+                created = _CREATE.match(line)
+                if created:
+                    self._table(_name(created))
+                return
+            self._open = _name(insert)
+            self._table(self._open)
+            values = line[insert.end() :]
+        self._rows[self._open] += count_rows(values)
+        self._hashes[self._open].update(line.rstrip(b"\n") + b"\n")
+        if line.rstrip().endswith(b";"):
+            self._open = None
 
     def tables(self) -> dict[str, dict[str, Any]]:
         return {name: {"rows": self._rows[name], "sha256": self._hashes[name].hexdigest()} for name in self._hashes}

@@ -37,26 +37,7 @@ class Host(Protocol):
     def stage(self, files_snapshot: str) -> dict[str, Any] | None: ...
     def load(self, db_snapshot: str) -> dict[str, dict[str, Any]]: ...
     def documents(self) -> dict[str, str]: ...
-    def start_app(self) -> None:
-        """OpenEMR on the restored data, answering its login page (the live app's own health check)."""
-        self.docker.compose("up", "-d", self.layout.services["app"], what="start the drill's OpenEMR")
-        self._wait_healthy("app", "the drill's OpenEMR")
-
-    def _wait_healthy(self, key: str, what: str) -> None:
-        """Until the live service's own health check passes in the drill's container of that service (for the
-        database: a TCP connection and InnoDB ready, not the socket of its first start's temporary server)."""
-        info = self.live.containers().get(self.layout.services[key]) or {}
-        test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
-        if test[:1] not in (["CMD"], ["CMD-SHELL"]):
-            raise Failed(f"the live {key} service has no health check to ask the drill's copy with")
-        command = test[1:] if test[0] == "CMD" else ["sh", "-c", test[1]]
-
-        def passes() -> bool:
-            argv = ["docker", "exec", self.docker.running(key), *command]
-            return proc.run(argv, what=f"check {what}", check=False, timeout=60).returncode == 0
-
-        self._wait(what, passes)
-
+    def start_app(self) -> None: ...
     def decrypts(self, canary: dict[str, Any]) -> bool: ...
 
 
@@ -236,19 +217,24 @@ class DrillHost:
         return manifest.documents(self.sites())
 
     def start_app(self) -> None:
-        """OpenEMR on the restored data, answering its login page by the live app's own health check."""
+        """OpenEMR on the restored data, answering its login page (the live app's own health check)."""
         self.docker.compose("up", "-d", self.layout.services["app"], what="start the drill's OpenEMR")
-        info = self.live.containers().get(self.layout.services["app"]) or {}
+        self._wait_healthy("app", "the drill's OpenEMR")
+
+    def _wait_healthy(self, key: str, what: str) -> None:
+        """Until the live service's own health check passes in the drill's container of that service (for the
+        database: a TCP connection and InnoDB ready, not the socket of its first start's temporary server)."""
+        info = self.live.containers().get(self.layout.services[key]) or {}
         test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
         if test[:1] not in (["CMD"], ["CMD-SHELL"]):
-            raise Failed("the live app has no health check to ask the drill's OpenEMR with")
+            raise Failed(f"the live {key} service has no health check to ask the drill's copy with")
         command = test[1:] if test[0] == "CMD" else ["sh", "-c", test[1]]
 
-        def answers() -> bool:
-            app = self.docker.running("app")
-            return proc.run(["docker", "exec", app, *command], what="ask OpenEMR", check=False).returncode == 0
+        def passes() -> bool:
+            argv = ["docker", "exec", self.docker.running(key), *command]
+            return proc.run(argv, what=f"check {what}", check=False, timeout=60).returncode == 0
 
-        self._wait("the drill's OpenEMR", answers)
+        self._wait(what, passes)
 
     def decrypts(self, canary: dict[str, Any]) -> bool:
         return sitekeys.decrypts(self.docker, self.sites(), canary)
@@ -280,6 +266,8 @@ def run(settings: Settings, wanted: str) -> dict[str, Any]:
         status |= {"result": "refused", "message": str(problem)}
     except (Failed, KeyboardInterrupt) as problem:
         status |= {"result": "failed", "message": str(problem) or "interrupted"}
+    except Exception as problem:  # a crash still leaves a record that says failed, and why
+        status |= {"result": "failed", "message": f"{type(problem).__name__}: {problem}"}
     status["finished"] = now()
     files.write_json(path, status)
     proc.say(status["message"])

@@ -8,12 +8,30 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from shuttle_host.errors import Failed
 
 #: The PATH every child gets: root's system directories only, whatever the caller's environment holds.
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+#: How runc reports a `docker exec` whose process never started; under load it fails so now and then
+#: ("read init-p: connection reset by peer"). Nothing ran, so running the command again is safe, unless
+#: the program is missing, which no retry mends.
+NEVER_STARTED = "unable to start container process"
+MISSING = ("executable file not found", "no such file or directory")
+ATTEMPTS = 3
+
+
+def never_started(result: subprocess.CompletedProcess[str]) -> bool:
+    """Whether a failed command is a container exec that runc could not start (so it did nothing)."""
+    return (
+        result.returncode != 0
+        and NEVER_STARTED in result.stderr
+        and not any(reason in result.stderr for reason in MISSING)
+    )
 
 
 def say(text: str) -> None:
@@ -36,17 +54,25 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     check: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `argv`; with `check`, a non-zero exit raises Failed("<what>: <its last lines>")."""
-    try:
-        proc = subprocess.run(
-            list(argv), input=input, cwd=cwd, env=dict(env) if env is not None else None,
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
-    except FileNotFoundError:
-        raise Failed(f"{what}: {argv[0]} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise Failed(f"{what}: no answer after {timeout:.0f}s") from None
+    """Run `argv`; with `check`, a non-zero exit raises Failed("<what>: <its last lines>"). A container
+    exec that runc could not start is run again (twice at most): a restore's swap or roll-back must not
+    fail on a hiccup of the container runtime."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            proc = subprocess.run(
+                list(argv), input=input, cwd=cwd, env=dict(env) if env is not None else None,
+                capture_output=True, text=True, timeout=timeout, check=False,
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise Failed(f"{what}: {argv[0]} is not installed") from None
+        except subprocess.TimeoutExpired:
+            raise Failed(f"{what}: no answer after {timeout:.0f}s") from None
+        if attempt == ATTEMPTS or not never_started(proc):
+            break
+        say(f"{what}: the container runtime could not start the command ({last_lines(proc.stderr, 1)}); again")
+        sleep(attempt)
     if check and proc.returncode != 0:
         why = last_lines(proc.stderr) or last_lines(proc.stdout) or f"exit code {proc.returncode}"
         raise Failed(f"{what}: {why}")

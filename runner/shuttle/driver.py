@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,6 +130,24 @@ def count_tasks(playbook: Path, inventories: list[Path], extravars: Path, env: d
     return total or None
 
 
+class _Listing:
+    """`count_tasks` in a thread of its own; `total()` waits for it."""
+
+    def __init__(self, playbook: Path, inventories: list[Path], extravars: Path, env: dict[str, str]) -> None:
+        self._total: int | None = None
+        self._thread = threading.Thread(
+            target=self._count, args=(playbook, inventories, extravars, env), name="shuttle-listing", daemon=True
+        )
+        self._thread.start()
+
+    def _count(self, playbook: Path, inventories: list[Path], extravars: Path, env: dict[str, str]) -> None:
+        self._total = count_tasks(playbook, inventories, extravars, env)
+
+    def total(self) -> int | None:
+        self._thread.join(timeout=90)
+        return self._total
+
+
 def run(
     verb: str,
     *,
@@ -158,11 +177,21 @@ def run(
         generated = _write_private(private / "inventory" / "hosts.yml", yaml.safe_dump(inventory))
         inventories = [*inventory_files, generated]
         env = ansible_env(private, forks)
-        total = count_tasks(playbook, inventories, extravars_file, env)
-        for sink in sinks:
-            sink.start(verb, total)
+        # The listing (a second ansible-playbook parsing the same playbook, seconds of work) runs while the
+        # playbook itself starts; the reporters start, with the total, before the playbook's first event.
+        listing = _Listing(playbook, inventories, extravars_file, env)
+        started = False
+
+        def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                total = listing.total()
+                for sink in sinks:
+                    sink.start(verb, total)
 
         def handle(raw: dict[str, Any]) -> bool:
+            start()
             if raw.get("event") == "playbook_on_stats":
                 stats = raw.get("event_data", {})
                 for name in {h for key in ("ok", "dark", "failures", "skipped") for h in (stats.get(key) or {})}:
@@ -193,6 +222,7 @@ def run(
             cancel_callback=lambda: interrupt.requested,
             quiet=True,
         )
+        start()
         result.interrupted = interrupt.requested or runner.status == "canceled"
         if runner.status in ("failed", "error") and not result.hosts:
             result.host("controller").record("failed", _startup_error(runner))

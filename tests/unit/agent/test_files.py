@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from shuttle_host import files
+from shuttle_host import cli, files
 
 
 def mode(path: Path) -> int:
@@ -71,3 +72,43 @@ def test_new_secrets_are_long_and_need_no_quoting() -> None:
     values = {files.new_secret() for _ in range(50)}
     assert len(values) == 50
     assert all(len(value) >= 32 and value.replace("-", "").replace("_", "").isalnum() for value in values)
+
+
+def test_directories_are_made_parents_first_with_their_modes_then_left_alone(tmp_path: Path) -> None:
+    me = (os.getuid(), os.getgid())
+    wanted = [(tmp_path / "a", 0o755), (tmp_path / "a" / "b", 0o700)]
+    assert files.ensure_directories(wanted, *me) == [str(tmp_path / "a"), str(tmp_path / "a" / "b")]
+    assert mode(tmp_path / "a") == 0o755 and mode(tmp_path / "a" / "b") == 0o700
+    assert files.ensure_directories(wanted, *me) == []
+
+
+def test_a_directory_whose_mode_drifted_is_corrected_and_named(tmp_path: Path) -> None:
+    me = (os.getuid(), os.getgid())
+    (tmp_path / "d").mkdir(mode=0o777)
+    os.chmod(tmp_path / "d", 0o777)
+    assert files.ensure_directories([(tmp_path / "d", 0o750)], *me) == [str(tmp_path / "d")]
+    assert mode(tmp_path / "d") == 0o750
+
+
+def test_a_file_where_a_directory_belongs_is_not_replaced(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        files.ensure_directories([(tmp_path / "f", 0o700)], os.getuid(), os.getgid())
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+@pytest.mark.parametrize("spec", ["relative:0700", "/x", "/x:", "/x:0999", "/x:rwx", "/x:07777"])
+def test_a_bad_directory_spec_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="PATH:MODE"):
+        files.parse_directory(spec)
+
+
+def test_the_dirs_command_names_what_it_changed_and_refuses_a_bad_spec_before_making_any(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = tmp_path / "made"
+    assert cli.main(["dirs", f"{made}:0700", "relative:0700"]) == 2
+    assert not made.exists()
+    if os.getuid() == 0:  # root-owned, as on a host
+        assert cli.main(["dirs", f"{made}:0700"]) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"changed": [str(made)]}

@@ -6,6 +6,7 @@
     shuttle-host [--settings DIR] status
     shuttle-host [--settings DIR] firstboot
     shuttle-host check-settings SECTION FILE
+    shuttle-host dirs PATH:MODE...
 
 Machine-read results are one JSON object on stdout; progress and problems go to stderr. Exit codes:
 0 done, 1 failed (the message says where), 2 refused (nothing was changed).
@@ -230,12 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     checker = groups.add_parser("check-settings", help="check a settings file before a role puts it in place")
     checker.add_argument("section", choices=sorted(settings.SECTIONS))
     checker.add_argument("file", type=Path)
+
+    dirs = groups.add_parser("dirs", help="make root-owned directories with these modes, or correct them")
+    dirs.add_argument("specs", nargs="+", metavar="PATH:MODE")
     return parser
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, settings.Settings], int]] = {
     "stack": _stack, "backup": _backup, "status": _status, "firstboot": _firstboot,
 }  # fmt: skip
+
+
+def _dirs(specs: list[str]) -> int:
+    try:
+        wanted = [files.parse_directory(spec) for spec in specs]
+    except ValueError as problem:
+        raise Refused(str(problem)) from None
+    try:
+        _emit({"changed": files.ensure_directories(wanted)})
+    except OSError as problem:
+        raise Failed(str(problem)) from None
+    return EXIT_OK
 
 
 def _stop_on_term(signum: int, frame: FrameType | None) -> None:
@@ -251,6 +267,8 @@ def main(argv: list[str] | None = None, *, default_settings: str | None = None) 
         if args.group == "check-settings":
             settings.read_section(args.section, args.file)
             return EXIT_OK
+        if args.group == "dirs":
+            return _dirs(args.specs)
         directory = args.settings or (Path(default_settings) if default_settings else None)
         if directory is None:
             raise Refused("--settings DIR is required")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,33 @@ def create_secret(path: Path, value: str) -> bool:
 
 def read_secret(path: Path) -> str:
     return path.read_text().strip()
+
+
+def parse_directory(spec: str) -> tuple[Path, int]:
+    """`PATH:MODE` (octal, as `0750`) as the path and the mode; a bad one is refused before anything changes."""
+    path, sep, mode = spec.rpartition(":")
+    if not sep or not path.startswith("/") or not mode or any(c not in "01234567" for c in mode) or len(mode) > 4:
+        raise ValueError(f"{spec!r}: expected an absolute PATH:MODE, the mode in octal (as /etc/x:0750)")
+    return Path(path), int(mode, 8)
+
+
+def ensure_directories(wanted: list[tuple[Path, int]], uid: int = 0, gid: int = 0) -> list[str]:
+    """Make each directory (parents first, in the given order) with its mode and owner, or correct those of one
+    that exists; the paths that changed. One call for what would be a round trip per directory from a role.
+
+    A path that exists and is not a directory fails (FileExistsError) rather than being replaced."""
+    changed = []
+    for path, mode in wanted:
+        made = False
+        try:
+            path.mkdir(mode=0o700)
+            made = True
+        except FileExistsError:
+            if not path.is_dir() or path.is_symlink():
+                raise FileExistsError(f"{path} exists and is not a directory") from None
+        info = path.stat()
+        if made or stat.S_IMODE(info.st_mode) != mode or (info.st_uid, info.st_gid) != (uid, gid):
+            os.chown(path, uid, gid)
+            os.chmod(path, mode)  # after chown, which may clear set-id bits
+            changed.append(str(path))
+    return changed

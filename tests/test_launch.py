@@ -184,6 +184,34 @@ def test_ctrl_c_cancels_the_run_and_a_rerun_in_a_pipe_changes_nothing(interrupti
     assert f"log: {run.log}" in run.stdout
 
 
+DROP_IN = "/etc/ssh/sshd_config.d/00-shuttle.conf"
+
+
+def test_a_launch_after_drift_repairs_the_sshd_drop_in_fail2ban_and_a_removed_ufw_rule(interruptible: Site) -> None:
+    """What a fast no-op launch must still see: an admin's edit of the sshd drop-in, a stopped fail2ban and a
+    firewall rule deleted by hand are each put back by the next launch, which reports them as changes."""
+    host = interruptible.host
+    wanted = host.exec(f"cat {DROP_IN}", check=True).stdout
+    numbered = host.exec("ufw status numbered", check=True).stdout
+    (rule,) = re.findall(r"^\[\s*(\d+)\]\s+443/tcp\s+ALLOW IN", numbered, re.MULTILINE)
+    host.exec(f"echo 'PasswordAuthentication yes' >> {DROP_IN} && systemctl stop fail2ban"
+              f" && ufw --force delete {rule}", check=True)  # fmt: skip
+    assert host.exec("systemctl is-active fail2ban").stdout.strip() != "active"
+    assert not re.search(r"^443/tcp\s+ALLOW IN", host.exec("ufw status verbose", check=True).stdout, re.MULTILINE)
+
+    run = interruptible.launch("--json")
+    assert run.returncode == 0, run.explain()
+    changed = {event["task"] for event in run.events if event.get("status") == "changed"}
+    repairs = {
+        "ssh : Write the sshd drop-in", "fail2ban : Start fail2ban now and at boot", "firewall : Allow the public ports"
+    }  # fmt: skip
+    assert repairs <= changed, changed
+    assert host.exec(f"cat {DROP_IN}", check=True).stdout == wanted
+    assert "passwordauthentication no" in host.exec("sshd -T", check=True).stdout.splitlines()
+    assert host.exec("systemctl is-active fail2ban").stdout.strip() == "active"
+    assert re.search(r"^443/tcp\s+ALLOW IN", host.exec("ufw status verbose", check=True).stdout, re.MULTILINE)
+
+
 def _leak_places(launched: Launched) -> list[str]:
     places = [str(launched.tmp / "logs"), "/tmp", "/var/tmp", str(Path.home() / ".ansible")]
     return [place for place in places if Path(place).exists()]

@@ -19,8 +19,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -130,24 +130,6 @@ def count_tasks(playbook: Path, inventories: list[Path], extravars: Path, env: d
     return total or None
 
 
-class _Listing:
-    """`count_tasks` in a thread of its own; `total()` waits for it."""
-
-    def __init__(self, playbook: Path, inventories: list[Path], extravars: Path, env: dict[str, str]) -> None:
-        self._total: int | None = None
-        self._thread = threading.Thread(
-            target=self._count, args=(playbook, inventories, extravars, env), name="shuttle-listing", daemon=True
-        )
-        self._thread.start()
-
-    def _count(self, playbook: Path, inventories: list[Path], extravars: Path, env: dict[str, str]) -> None:
-        self._total = count_tasks(playbook, inventories, extravars, env)
-
-    def total(self) -> int | None:
-        self._thread.join(timeout=90)
-        return self._total
-
-
 def run(
     verb: str,
     *,
@@ -179,14 +161,16 @@ def run(
         env = ansible_env(private, forks)
         # The listing (a second ansible-playbook parsing the same playbook, seconds of work) runs while the
         # playbook itself starts; the reporters start, with the total, before the playbook's first event.
-        listing = _Listing(playbook, inventories, extravars_file, env)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuttle-listing")
+        listing = pool.submit(count_tasks, playbook, inventories, extravars_file, env)
+        pool.shutdown(wait=False)  # the listing runs on; its subprocess has a timeout of its own
         started = False
 
         def start() -> None:
             nonlocal started
             if not started:
                 started = True
-                total = listing.total()
+                total = listing.result()
                 for sink in sinks:
                     sink.start(verb, total)
 

@@ -90,6 +90,15 @@ def test_a_directory_whose_mode_drifted_is_corrected_and_named(tmp_path: Path) -
     assert mode(tmp_path / "d") == 0o750
 
 
+def test_a_symlink_to_a_directory_is_kept_and_its_target_gets_the_mode(tmp_path: Path) -> None:
+    me = (os.getuid(), os.getgid())
+    (tmp_path / "disk").mkdir(mode=0o777)
+    os.chmod(tmp_path / "disk", 0o777)
+    (tmp_path / "link").symlink_to(tmp_path / "disk")
+    assert files.ensure_directories([(tmp_path / "link", 0o750)], *me) == [str(tmp_path / "link")]
+    assert (tmp_path / "link").is_symlink() and mode(tmp_path / "disk") == 0o750
+
+
 def test_a_file_where_a_directory_belongs_is_not_replaced(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("keep")
     with pytest.raises(FileExistsError, match="not a directory"):

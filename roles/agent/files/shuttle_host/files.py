@@ -95,7 +95,9 @@ def ensure_directories(wanted: list[tuple[Path, int]], uid: int = 0, gid: int = 
     """Make each directory (parents first, in the given order) with its mode and owner, or correct those of one
     that exists; the paths that changed. One call for what would be a round trip per directory from a role.
 
-    A path that exists and is not a directory fails (FileExistsError) rather than being replaced."""
+    A symlink to a directory counts as that directory (an admin may have moved one to another disk): its target
+    gets the mode and owner, as Ansible's file module does. A path that exists and is not a directory fails
+    (FileExistsError) rather than being replaced."""
     changed = []
     for path, mode in wanted:
         made = False
@@ -103,7 +105,7 @@ def ensure_directories(wanted: list[tuple[Path, int]], uid: int = 0, gid: int = 
             path.mkdir(mode=0o700)
             made = True
         except FileExistsError:
-            if not path.is_dir() or path.is_symlink():
+            if not path.is_dir():
                 raise FileExistsError(f"{path} exists and is not a directory") from None
         info = path.stat()
         if made or stat.S_IMODE(info.st_mode) != mode or (info.st_uid, info.st_gid) != (uid, gid):

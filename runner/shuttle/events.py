@@ -22,6 +22,10 @@ _RESULT_EVENTS = {
     "runner_on_skipped": "skipped",
 }
 _AUTH_FAILURES = ("Permission denied", "Authentication failed", "Too many authentication failures")
+#: Mitogen starts Python on the host to connect at all, so a host without it is unreachable, not
+#: refused by preflight's own check; it is the same refusal, told in the same words.
+_NO_PYTHON = "python3: command not found"
+NO_PYTHON_MESSAGE = "Python 3 is not installed on the host; install python3 (apt-get install python3) and run again"
 
 
 @dataclass
@@ -79,6 +83,8 @@ def translate(raw: dict[str, Any]) -> Event | None:
         message = _message(result) if status in ("failed", "unreachable") else None
         if status == "unreachable" and message and any(text in message for text in _AUTH_FAILURES):
             status = "auth_failed"
+        elif status == "unreachable" and message and _NO_PYTHON in message:
+            status, message = "rejected", NO_PYTHON_MESSAGE
         elif status == "failed" and data.get("role") == PREFLIGHT_ROLE:
             status = "rejected"
         event = Event("task_result", host=data.get("host"), task=_task_label(data), role=data.get("role"))

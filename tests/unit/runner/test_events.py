@@ -50,6 +50,13 @@ def test_a_rejected_key_is_an_authentication_failure() -> None:
     assert gone is not None and gone.status == "unreachable"
 
 
+def test_a_host_without_python_is_refused_with_what_to_install() -> None:
+    stream = "EOF on stream; last 100 lines received:\nbash: line 1: python3: command not found"
+    event = translate(raw("runner_on_unreachable", role="preflight", res={"msg": stream}))
+    assert event is not None and event.status == "rejected"
+    assert event.message is not None and "apt-get install python3" in event.message
+
+
 def test_warnings_pass_and_other_events_do_not() -> None:
     warning = translate({"event": "warning", "stdout": "[WARNING]: ACME order failed"})
     assert warning is not None and warning.message == "ACME order failed"

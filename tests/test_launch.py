@@ -187,29 +187,33 @@ def test_ctrl_c_cancels_the_run_and_a_rerun_in_a_pipe_changes_nothing(interrupti
 DROP_IN = "/etc/ssh/sshd_config.d/00-shuttle.conf"
 
 
-def test_a_launch_after_drift_repairs_the_sshd_drop_in_fail2ban_and_a_removed_ufw_rule(interruptible: Site) -> None:
-    """What a fast no-op launch must still see: an admin's edit of the sshd drop-in, a stopped fail2ban and a
-    firewall rule deleted by hand are each put back by the next launch, which reports them as changes."""
+def test_a_launch_after_drift_repairs_the_sshd_drop_in_fail2ban_a_ufw_rule_and_a_package(interruptible: Site) -> None:
+    """What a fast no-op launch must still see: an admin's edit of the sshd drop-in, a stopped fail2ban, a
+    firewall rule deleted by hand and a removed package (roles ask dpkg before they call apt) are each put
+    back by the next launch, which reports them as changes."""
     host = interruptible.host
     wanted = host.exec(f"cat {DROP_IN}", check=True).stdout
     numbered = host.exec("ufw status numbered", check=True).stdout
     (rule,) = re.findall(r"^\[\s*(\d+)\]\s+443/tcp\s+ALLOW IN", numbered, re.MULTILINE)
     host.exec(f"echo 'PasswordAuthentication yes' >> {DROP_IN} && systemctl stop fail2ban"
-              f" && ufw --force delete {rule}", check=True)  # fmt: skip
+              f" && ufw --force delete {rule} && dpkg --remove restic", check=True)  # fmt: skip
     assert host.exec("systemctl is-active fail2ban").stdout.strip() != "active"
+    assert host.exec("command -v restic").returncode != 0
     assert not re.search(r"^443/tcp\s+ALLOW IN", host.exec("ufw status verbose", check=True).stdout, re.MULTILINE)
 
     run = interruptible.launch("--json")
     assert run.returncode == 0, run.explain()
     changed = {event["task"] for event in run.events if event.get("status") == "changed"}
     repairs = {
-        "ssh : Write the sshd drop-in", "fail2ban : Start fail2ban now and at boot", "firewall : Allow the public ports"
+        "ssh : Write the sshd drop-in", "fail2ban : Start fail2ban now and at boot",
+        "firewall : Allow the public ports", "backup : Install restic",
     }  # fmt: skip
     assert repairs <= changed, changed
     assert host.exec(f"cat {DROP_IN}", check=True).stdout == wanted
     assert "passwordauthentication no" in host.exec("sshd -T", check=True).stdout.splitlines()
     assert host.exec("systemctl is-active fail2ban").stdout.strip() == "active"
     assert re.search(r"^443/tcp\s+ALLOW IN", host.exec("ufw status verbose", check=True).stdout, re.MULTILINE)
+    assert host.exec("restic version").returncode == 0
 
 
 def _leak_places(launched: Launched) -> list[str]:

@@ -41,10 +41,13 @@ from shuttle.results import RunResult
 #: connection, instead of starting Python on the host for every task; that halves a no-op launch
 #: (README, Converge speed). Its strategy is found beside its package. SSH multiplexing and
 #: pipelining stay on for the commands Mitogen leaves to Ansible (the listing, `raw`).
-#: Host keys are accepted on first contact and checked afterwards.
+#: Host keys are accepted on first contact and checked afterwards. Mitogen makes its scratch
+#: directories under the remote temporary directory at connection time; the system's /tmp, which
+#: exists already, means a host that preflight refuses is left exactly as it was (no ~/.ansible).
 ANSIBLE_ENV = {
     "ANSIBLE_STRATEGY": "mitogen_linear",
     "ANSIBLE_STRATEGY_PLUGINS": str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"),
+    "ANSIBLE_REMOTE_TMP": "/tmp",
     "ANSIBLE_PIPELINING": "True",
     "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=accept-new",
     "ANSIBLE_GATHERING": "explicit",
@@ -55,7 +58,9 @@ ANSIBLE_ENV = {
     "ANSIBLE_SYSTEM_WARNINGS": "False",
     "ANSIBLE_LOCALHOST_WARNING": "False",
     "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
-    "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+    # Every distribution Shuttle supports has it. Discovery would try each candidate interpreter over a
+    # new SSH connection, and with a rejected key those failures trip sshd's per-source penalties.
+    "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
     "ANSIBLE_TIMEOUT": "15",
     "ANSIBLE_FORCE_COLOR": "False",
 }

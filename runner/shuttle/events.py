@@ -8,6 +8,7 @@ messages of `no_log` tasks arrive already censored by Ansible.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,9 +23,16 @@ _RESULT_EVENTS = {
     "runner_on_skipped": "skipped",
 }
 _AUTH_FAILURES = ("Permission denied", "Authentication failed", "Too many authentication failures")
+#: Mitogen reports OpenSSH's "Permission denied" in its own words; the user is told OpenSSH's.
+_MITOGEN_AUTH_FAILURES = (
+    "SSH password was requested, but none specified",
+    "SSH authentication is incorrect",
+    "SSH password is incorrect",
+)
+KEY_REFUSED_MESSAGE = "Permission denied: the host accepted none of the SSH keys offered"
 #: Mitogen starts Python on the host to connect at all, so a host without it is unreachable, not
 #: refused by preflight's own check; it is the same refusal, told in the same words.
-_NO_PYTHON = "python3: command not found"
+_NO_PYTHON = re.compile(r"python3: (command not found|No such file or directory)")
 NO_PYTHON_MESSAGE = "Python 3 is not installed on the host; install python3 (apt-get install python3) and run again"
 
 
@@ -83,7 +91,9 @@ def translate(raw: dict[str, Any]) -> Event | None:
         message = _message(result) if status in ("failed", "unreachable") else None
         if status == "unreachable" and message and any(text in message for text in _AUTH_FAILURES):
             status = "auth_failed"
-        elif status == "unreachable" and message and _NO_PYTHON in message:
+        elif status == "unreachable" and message and any(text in message for text in _MITOGEN_AUTH_FAILURES):
+            status, message = "auth_failed", KEY_REFUSED_MESSAGE
+        elif status == "unreachable" and message and _NO_PYTHON.search(message):
             status, message = "rejected", NO_PYTHON_MESSAGE
         elif status == "failed" and data.get("role") == PREFLIGHT_ROLE:
             status = "rejected"

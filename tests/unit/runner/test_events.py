@@ -46,6 +46,10 @@ def test_a_preflight_failure_is_a_refusal_and_an_ignored_error_is_ok() -> None:
 def test_a_rejected_key_is_an_authentication_failure() -> None:
     event = translate(raw("runner_on_unreachable", res={"msg": "root@10.0.0.5: Permission denied (publickey)."}))
     assert event is not None and event.status == "auth_failed"
+    mitogen_says = "SSH password was requested, but none specified"
+    in_mitogen_words = translate(raw("runner_on_unreachable", res={"msg": mitogen_says}))
+    assert in_mitogen_words is not None and in_mitogen_words.status == "auth_failed"
+    assert in_mitogen_words.message is not None and in_mitogen_words.message.startswith("Permission denied")
     gone = translate(raw("runner_on_unreachable", res={"msg": "connect to host 10.0.0.5 port 22: Connection refused"}))
     assert gone is not None and gone.status == "unreachable"
 
@@ -55,6 +59,8 @@ def test_a_host_without_python_is_refused_with_what_to_install() -> None:
     event = translate(raw("runner_on_unreachable", role="preflight", res={"msg": stream}))
     assert event is not None and event.status == "rejected"
     assert event.message is not None and "apt-get install python3" in event.message
+    stream = "EOF on stream; last 100 lines received:\nbash: line 1: /usr/bin/python3: No such file or directory"
+    assert translate(raw("runner_on_unreachable", res={"msg": stream})).status == "rejected"  # type: ignore[union-attr]
 
 
 def test_warnings_pass_and_other_events_do_not() -> None:

@@ -36,11 +36,17 @@ from shuttle.events import Event, translate
 from shuttle.reporting import Reporter, RunLog
 from shuttle.results import RunResult
 
+#: Where the SSH multiplexing masters' sockets live: Ansible's default, made 0700 before a run.
+CONTROL_DIR = Path("~/.ansible/cp")
+
 #: Ansible settings for speed and predictable output. Mitogen's strategy keeps one Python
 #: interpreter per host for the whole run and sends each module to it over that one SSH
 #: connection, instead of starting Python on the host for every task; that halves a no-op launch
-#: (README, Converge speed). Its strategy is found beside its package. SSH multiplexing and
-#: pipelining stay on for the commands Mitogen leaves to Ansible (the listing, `raw`).
+#: (README, Converge speed). Its strategy is found beside its package. Pipelining stays on for
+#: the commands Mitogen leaves to Ansible (the listing, `raw`). The SSH connection is multiplexed
+#: through a master that outlives the run by a minute, Mitogen's and Ansible's alike, in Ansible's
+#: own directory for it (CONTROL_DIR): the next run reuses it, and a second `shuttle seal` still
+#: reaches a host whose sshd can accept no new connection once its host keys are removed.
 #: Host keys are accepted on first contact and checked afterwards. Mitogen makes its scratch
 #: directories under the remote temporary directory at connection time; the system's /tmp, which
 #: exists already, means a host that preflight refuses is left exactly as it was (no ~/.ansible).
@@ -49,7 +55,10 @@ ANSIBLE_ENV = {
     "ANSIBLE_STRATEGY_PLUGINS": str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"),
     "ANSIBLE_REMOTE_TMP": "/tmp",
     "ANSIBLE_PIPELINING": "True",
-    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=accept-new",
+    "ANSIBLE_SSH_ARGS": (
+        f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={CONTROL_DIR}/%C"
+        " -o StrictHostKeyChecking=accept-new"
+    ),
     "ANSIBLE_GATHERING": "explicit",
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_NOCOLOR": "True",
@@ -109,8 +118,8 @@ def ansible_env(private: Path, forks: int = 10) -> dict[str, str]:
     env = dict(ANSIBLE_ENV)
     env["ANSIBLE_ROLES_PATH"] = str(content.roles())
     env["ANSIBLE_LOCAL_TEMP"] = str(private / "tmp")
-    env["ANSIBLE_CONTROL_PATH_DIR"] = str(private / "cp")
     env["ANSIBLE_FORKS"] = str(forks)
+    CONTROL_DIR.expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
     # ansible-playbook is installed beside this interpreter, which need not be on PATH (a virtualenv).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return env

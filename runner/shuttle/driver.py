@@ -36,7 +36,7 @@ from shuttle.events import Event, translate
 from shuttle.reporting import Reporter, RunLog
 from shuttle.results import RunResult
 
-#: Where the SSH multiplexing masters' sockets live: Ansible's default, made 0700 before a run.
+#: Where the SSH multiplexing masters' sockets live: Ansible's default, made 0700 before a playbook runs.
 CONTROL_DIR = Path("~/.ansible/cp")
 
 #: Ansible settings for speed and predictable output. Mitogen's strategy keeps one Python
@@ -119,7 +119,6 @@ def ansible_env(private: Path, forks: int = 10) -> dict[str, str]:
     env["ANSIBLE_ROLES_PATH"] = str(content.roles())
     env["ANSIBLE_LOCAL_TEMP"] = str(private / "tmp")
     env["ANSIBLE_FORKS"] = str(forks)
-    CONTROL_DIR.expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
     # ansible-playbook is installed beside this interpreter, which need not be on PATH (a virtualenv).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return env
@@ -180,6 +179,8 @@ def run(
         generated = _write_private(private / "inventory" / "hosts.yml", yaml.safe_dump(inventory))
         inventories = [*inventory_files, generated]
         env = ansible_env(private, forks)
+        # Neither Mitogen nor Ansible makes the directory of a ControlPath given in the SSH arguments.
+        CONTROL_DIR.expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
         # The listing (a second ansible-playbook parsing the same playbook, seconds of work) runs while the
         # playbook itself starts; the reporters start, with the total, before the playbook's first event.
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shuttle-listing")

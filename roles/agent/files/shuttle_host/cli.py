@@ -4,6 +4,7 @@
     shuttle-host [--settings DIR] backup [--passphrase-file F]
         secrets|init|run|list|check|can-restore|restore|recover|drill|stopped
     shuttle-host [--settings DIR] status
+    shuttle-host [--settings DIR] alerts run|test|openemr-mail
     shuttle-host [--settings DIR] firstboot
     shuttle-host check-settings SECTION FILE
     shuttle-host dirs PATH:MODE...
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from shuttle_host import acme, backup, drill, files, firstboot, keys, proc, restore, runs, settings, status
+from shuttle_host import acme, alerts, backup, drill, files, firstboot, keys, proc, restore, runs, settings, status
 from shuttle_host.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, Failed, Refused
 from shuttle_host.restic import Repository
 from shuttle_host.stack import Stack
@@ -181,6 +182,18 @@ def _status(args: argparse.Namespace, conf: settings.Settings) -> int:
     return EXIT_OK
 
 
+def _alerts(args: argparse.Namespace, conf: settings.Settings) -> int:
+    if args.action == "run":
+        _emit(alerts.run(conf))
+    elif args.action == "test":
+        result = alerts.test(conf)
+        _emit(result)
+        return EXIT_OK if result["ok"] else EXIT_FAILED
+    elif args.action == "openemr-mail":
+        _emit(alerts.openemr_mail(conf))
+    return EXIT_OK
+
+
 def _firstboot(args: argparse.Namespace, conf: settings.Settings) -> int:
     return firstboot.run(conf)
 
@@ -228,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_parser("status", help="the host's state as JSON, changing nothing")
     groups.add_parser("firstboot", help="the first boot of an instance of a baked image")
 
+    alerting = groups.add_parser("alerts", help="health checks and the messages they send")
+    alert_actions = alerting.add_subparsers(dest="action", required=True)
+    alert_actions.add_parser("run", help="check now; tell the channels what started or ended (the timer runs this)")
+    alert_actions.add_parser("test", help="a test message through every channel, and one mail from OpenEMR")
+    alert_actions.add_parser("openemr-mail", help="point OpenEMR's own mail at the e-mail channel's relay")
+
     checker = groups.add_parser("check-settings", help="check a settings file before a role puts it in place")
     checker.add_argument("section", choices=sorted(settings.SECTIONS))
     checker.add_argument("file", type=Path)
@@ -238,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, settings.Settings], int]] = {
-    "stack": _stack, "backup": _backup, "status": _status, "firstboot": _firstboot,
+    "stack": _stack, "backup": _backup, "status": _status, "firstboot": _firstboot, "alerts": _alerts,
 }  # fmt: skip
 
 

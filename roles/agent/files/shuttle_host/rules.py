@@ -41,6 +41,11 @@ _SSH_KEY = re.compile(
     r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+=*( [^\n\r]*)?"
 )
 _HTTPS_URL = re.compile(r"https://[^\s]+")
+_CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+#: A systemd time span the alert timer takes: a number and a unit, at least ten seconds.
+_TIMESPAN = re.compile(r"(?P<count>[0-9]{1,6}) ?(?P<unit>s|sec|m|min|h|d)")
+_SPAN_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_WEB_URL = re.compile(r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[^\s]*)?")
 
 TARGET_FORMS = "an absolute path, s3:https://HOST/BUCKET[/PATH] or sftp:USER@HOST:/PATH"
 
@@ -141,4 +146,53 @@ def network(value: str) -> str:
 def https_url(value: str) -> str:
     if not _HTTPS_URL.fullmatch(value):
         raise ValueError("must be an https:// URL")
+    return value
+
+
+def smtp_host(value: str) -> str:
+    """An SMTP relay: a DNS name or an IP address (a relay on the LAN may have no name)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(value) and not re.fullmatch(_LABEL, value):
+        raise ValueError("must be a host name such as smtp.example.org or an IP address")
+    return value
+
+
+def channel_name(value: str) -> str:
+    if not _CHANNEL_NAME.fullmatch(value):
+        raise ValueError("must be 1-32 characters: lowercase letters, digits and '-', starting with a letter or digit")
+    return value
+
+
+def timespan_seconds(value: str) -> int:
+    """Seconds in a systemd time span such as 5min or 30s (at least 10 s, at most a week)."""
+    match = _TIMESPAN.fullmatch(value)
+    seconds = int(match["count"]) * _SPAN_SECONDS[match["unit"]] if match else 0
+    if not 10 <= seconds <= 7 * 86400:
+        raise ValueError("must be a time span from 10s to 7d, such as 30s, 5min, 12h or 1d")
+    return seconds
+
+
+def timespan(value: str) -> str:
+    timespan_seconds(value)
+    return value
+
+
+def webhook_url(value: str, *, allow_private_http: bool) -> str:
+    """An https URL; http only with `allow_private_http` and only to an IP address on a private network."""
+    match = _WEB_URL.fullmatch(value)
+    if match is None:
+        raise ValueError("must be an https:// URL")
+    if match["scheme"] == "https":
+        return value
+    try:
+        private = ipaddress.ip_address(match["host"].strip("[]")).is_private
+    except ValueError:
+        private = False
+    if not (allow_private_http and private):
+        raise ValueError(
+            "must be an https:// URL (http:// only to an IP address on a private network, with allow_private_http)"
+        )
     return value

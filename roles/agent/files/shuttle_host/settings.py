@@ -6,6 +6,7 @@ Each concern's role writes its own file, so no role edits another's:
     stack.json      the stack role: Compose, the database, the admin user, readiness
     backup.json     the backup role: the repository, retention, what is backed up
     firstboot.json  the firstboot role (baked images only)
+    alerts.json     the alerts role: the checks' thresholds and the channels (their secrets are in secrets_dir)
 
 A unit or role always passes the directory (`--settings DIR`). A file that is missing, not JSON, or
 lacks or adds a field is refused with one line naming the file and the field, before anything runs.
@@ -62,6 +63,9 @@ class Layout:
     cloud_user_data: str
     firstboot_done: str
     motd_file: str
+    alerts_dir: str
+    alerts_state: str
+    app_ca_file: str
     units: dict[str, str]
 
     def secret(self, key: str) -> Path:
@@ -151,11 +155,45 @@ class FirstbootSettings:
     ready_timeout: int
 
 
+@dataclass(frozen=True)
+class AlertsSettings:
+    """What the alert checks judge and where their messages go (written by the alerts role).
+
+    `channels` are JSON objects (see alerts.channels): e-mail relays and webhooks, without their secrets,
+    which the role keeps root-only in the layout's `alerts` secret file, keyed by channel name.
+    """
+
+    #: This host's name in every message (its inventory name).
+    host: str
+    channels: list[dict[str, Any]]
+    #: The checks that run (see checks.NAMES); the others are switched off.
+    checks: list[str]
+    #: How often an alert that persists is told again (a systemd time span such as 1d), or "": never.
+    reminder: str
+    disk_free_percent: float
+    disk_free_gib: float
+    certificate_days: int
+    #: The backup timer's OnCalendar schedule (a backup older than twice its period is overdue), or "".
+    backup_schedule: str
+    #: self-signed, acme or provided: a self-signed certificate is short-lived and renewed in hours.
+    tls_mode: str
+    #: Whether OpenEMR sends its own mail through the first e-mail channel's relay.
+    openemr_mail: bool
+
+    def __post_init__(self) -> None:
+        rules.host_id(self.host)
+        if self.reminder:
+            rules.timespan(self.reminder)
+        if not 0 < self.disk_free_percent <= 100:
+            raise ValueError("disk_free_percent must be above 0 and at most 100")
+
+
 SECTIONS: dict[str, type] = {
     "layout": Layout,
     "stack": StackSettings,
     "backup": BackupSettings,
     "firstboot": FirstbootSettings,
+    "alerts": AlertsSettings,
 }
 
 
@@ -169,8 +207,12 @@ def _matches(value: Any, kind: Any) -> bool:
     if origin is list:
         (item_type,) = typing.get_args(kind)
         return isinstance(value, list) and all(_matches(item, item_type) for item in value)
+    if kind is Any:
+        return True
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, kind)
 
 
@@ -230,6 +272,10 @@ class Settings:
     @property
     def backup(self) -> BackupSettings:
         return self._section("backup", "backups are not set up")  # type: ignore[no-any-return]
+
+    @property
+    def alerts(self) -> AlertsSettings:
+        return self._section("alerts", "alerts are not set up")  # type: ignore[no-any-return]
 
     @property
     def firstboot(self) -> FirstbootSettings:

@@ -13,46 +13,25 @@ that key is then in both parts of the backup.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import secrets
 from pathlib import Path
 from typing import Any
 
-from shuttle_host import proc
+from shuttle_host import openemr
 from shuttle_host.docker import Docker
 from shuttle_host.errors import Failed
 
-OE_ROOT = "/var/www/localhost/htdocs/openemr"
-_MARK = "SHUTTLE-SITEKEYS "
-_SCRIPT = """<?php
-$_GET['site'] = 'default';
-$_SERVER['HTTP_HOST'] = $_SERVER['SERVER_NAME'] = 'localhost';
-$_SERVER['REQUEST_URI'] = $_SERVER['PHP_SELF'] = '/';
-$ignoreAuth = true;
-require_once '@ROOT@/interface/globals.php';
-$request = json_decode(base64_decode('@REQUEST@'), true);
-$crypto = new OpenEMR\\Common\\Crypto\\CryptoGen();
+_CRYPTO = """$crypto = new OpenEMR\\Common\\Crypto\\CryptoGen();
 $value = $request['action'] === 'encrypt'
     ? $crypto->encryptStandard($request['value']) : $crypto->decryptStandard($request['value']);
-echo "\\n@MARK@" . json_encode(['value' => $value === false ? null : $value]) . "\\n";
+shuttle_answer(['value' => $value === false ? null : $value]);
 """
 
 
 def _ask(docker: Docker, sites: Path, action: str, value: str) -> str | None:
-    """Run the request in the app container as the owner of sites/ (a key it creates must stay the app's)."""
-    owner = (sites / "default" / "sqlconf.php").stat()
-    request = base64.b64encode(json.dumps({"action": action, "value": value}).encode()).decode()
-    script = _SCRIPT.replace("@ROOT@", OE_ROOT).replace("@REQUEST@", request).replace("@MARK@", _MARK)
-    argv = ["docker", "exec", "-i", "-u", f"{owner.st_uid}:{owner.st_gid}", docker.running("app"), "php"]
-    done = proc.run(argv, what=f"ask OpenEMR to {action} with its site keys", input=script, check=False, timeout=120)
-    for line in done.stdout.splitlines():
-        if line.startswith(_MARK):
-            answer = json.loads(line[len(_MARK) :])["value"]
-            return None if answer is None else str(answer)
-    why = proc.last_lines(done.stdout + "\n" + done.stderr) or f"exit code {done.returncode}"
-    raise Failed(f"OpenEMR could not {action} with its site keys: {why}")
+    answer = openemr.ask(docker, sites, f"{action} with its site keys", _CRYPTO, {"action": action, "value": value})
+    return None if answer.get("value") is None else str(answer["value"])
 
 
 def canary(docker: Docker, sites: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from shuttle_host import files, proc, readiness
+from shuttle_host import alerts, files, proc, readiness
 from shuttle_host.errors import Failed
 from shuttle_host.settings import Settings
 from shuttle_host.stack import Stack
@@ -64,6 +64,7 @@ def report(settings: Settings) -> dict[str, Any]:
         "last_drill": files.read_json(Path(layout.drill_record)),
         # A restore that did not finish (its unit's stop rolls it back; so does the next restore or backup).
         "restore_unfinished": files.read_json(Path(layout.restore_journal)),
+        "alerts": alerts.active(settings),
         "ready": False,
         "problem": None,
     }

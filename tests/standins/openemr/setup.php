@@ -5,7 +5,8 @@
  *
  * Same decisions as the real image, much less work:
  *  - sites/default/sqlconf.php says `$config = 1`: the site is set up (maybe restored); touch nothing,
- *    only wait (bounded) for its database so the first page does not fail.
+ *    only wait (bounded) for its database so the first page does not fail, and add a table that a site
+ *    set up by an older stand-in lacks (`globals`), as an upgrade would.
  *  - not configured and MANUAL_SETUP=yes: leave it unconfigured (Shuttle's "empty" mode, before a restore).
  *  - otherwise: wait for MYSQL_HOST, then, as MYSQL_ROOT_USER/MYSQL_ROOT_PASS, create MYSQL_DATABASE and
  *    MYSQL_USER/MYSQL_PASS, the tables, the administrator OE_USER/OE_PASS, and finally write sqlconf.php
@@ -63,12 +64,50 @@ function sql_ident(string $name): string
     return '`' . str_replace('`', '``', $name) . '`';
 }
 
+/** OpenEMR's `globals` table: the site's settings (Administration > Config), a row per name and index. */
+function create_globals_table(mysqli $db): void
+{
+    $db->query(<<<'SQL'
+        CREATE TABLE IF NOT EXISTS globals (
+            gl_name VARCHAR(63) NOT NULL,
+            gl_index INT NOT NULL DEFAULT 0,
+            gl_value LONGTEXT NOT NULL,
+            PRIMARY KEY (gl_name, gl_index)
+        ) ENGINE=InnoDB
+        SQL);
+}
+
+/**
+ * A site set up by an older stand-in has no `globals` table: add it, as an upgrade would. Only to a database
+ * that holds the site's tables: an empty one (a restore still to come) is left alone.
+ */
+function upgrade_configured_site(mysqli $link, array $conf): void
+{
+    try {
+        $link->select_db($conf['dbase']);
+        if ($link->query("SHOW TABLES LIKE 'users'")->num_rows === 0) {
+            return;
+        }
+        if ($link->query("SHOW TABLES LIKE 'globals'")->num_rows === 0) {
+            create_globals_table($link);
+            say('added the globals table (site set up by an older stand-in)');
+        }
+    } catch (mysqli_sql_exception $e) {
+        say('could not check the site\'s tables: ' . $e->getMessage());
+    } finally {
+        $link->close();
+    }
+}
+
 $timeout = (int) env('STANDIN_DB_WAIT_SECONDS', '600');
 $conf = oe_sqlconf();
 
 if ($conf['configured']) {
     say('site already configured (sqlconf.php has $config = 1): no setup');
-    wait_for_db($conf['host'], $conf['port'], $conf['login'], $conf['pass'], $timeout, true);
+    $link = wait_for_db($conf['host'], $conf['port'], $conf['login'], $conf['pass'], $timeout, true);
+    if ($link !== null) {
+        upgrade_configured_site($link, $conf);
+    }
     exit(0);
 }
 if (env('MANUAL_SETUP') === 'yes') {
@@ -140,6 +179,7 @@ $db->query(<<<'SQL'
         KEY patient (patient_id)
     ) ENGINE=InnoDB
     SQL);
+create_globals_table($db);
 $hash = password_hash($adminPass, PASSWORD_DEFAULT);
 $stmt = $db->prepare(
     'INSERT INTO users (username, is_admin, active) VALUES (?, 1, 1) '

@@ -54,6 +54,7 @@ __all__ = [
     "EventCallback",
     "HostResult",
     "RunResult",
+    "alerts_test",
     "backup",
     "bake",
     "drill",
@@ -235,6 +236,23 @@ def drill(
     return _run("drill", hosts, {"backup_drill_run": snapshot}, forks=forks, on_event=on_event, reporters=reporters)
 
 
+def alerts_test(
+    targets: Targets = (),
+    *,
+    inventory: Path | str | None = None,
+    forks: int = 10,
+    ssh_key: Path | str | None = None,
+    known_hosts: Path | str | None = None,
+    on_event: EventCallback | None = None,
+    reporters: Sequence[Reporter] = (),
+) -> RunResult:
+    """A test message through every alert channel each host was launched with, and one mail from OpenEMR
+    through its relay (playbooks/alerts.yml). A channel that does not accept it fails the host (exit 1),
+    naming the channel and its server's answer; RunResult.notices holds every channel's result."""
+    hosts = _hosts(targets, inventory, ssh_key, known_hosts, forks)
+    return _run("alerts", hosts, {}, forks=forks, on_event=on_event, reporters=reporters)
+
+
 def status(
     targets: Targets = (),
     *,
@@ -248,7 +266,7 @@ def status(
 ) -> RunResult:
     """Read each host's state (playbooks/status.yml; changes nothing) into RunResult.status[host]:
     `ready`, `services`, `admin_user`, `timezone`, `images`, `os`, `docker`, `compose`, `last_backup`,
-    `last_check`, `last_restore`, `last_drill`, `restore_unfinished`.
+    `last_check`, `last_restore`, `last_drill`, `restore_unfinished`, `alerts` (the active alerts).
     A host whose stack is not ready fails, naming the service."""
     hosts = _hosts(targets, inventory, ssh_key, known_hosts, forks)
     return _run("status", hosts, {}, check=check, forks=forks, on_event=on_event, reporters=reporters)

@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_host_options(drill)
     drill.add_argument("--snapshot", default="latest", metavar="ID", help="backup ID from --list, or latest")
 
+    alerts = verbs.add_parser("alerts", help="alert channels: `shuttle alerts test` sends a test message through each")
+    alerts.add_argument("action", choices=["test"], help="test: a message through every channel, and one from OpenEMR")
+    _add_host_options(alerts)
+
     verbs.add_parser("schema", help="print the config's JSON schema")
     verbs.add_parser("version", help="print versions")
     return parser
@@ -161,13 +165,17 @@ def drill(args: argparse.Namespace) -> RunResult:
     return api.drill(args.targets, snapshot=args.snapshot, **_run_options(args))
 
 
+def alerts(args: argparse.Namespace) -> RunResult:
+    return api.alerts_test(args.targets, **_run_options(args))
+
+
 def status(args: argparse.Namespace) -> RunResult:
     return api.status(args.targets, **_run_options(args))
 
 
 VERBS: dict[str, Callable[[argparse.Namespace], RunResult]] = {
     "launch": launch, "bake": bake, "seal": seal, "backup": backup, "restore": restore, "status": status,
-    "drill": drill,
+    "drill": drill, "alerts": alerts,
 }  # fmt: skip
 
 

@@ -39,6 +39,9 @@ ScheduleOrOff = Annotated[str, AfterValidator(rules.schedule_or_off)]
 TimeZone = Annotated[str, AfterValidator(rules.timezone)]
 AdminUser = Annotated[str, AfterValidator(rules.admin_user)]
 HttpsUrl = Annotated[str, AfterValidator(rules.https_url)]
+SmtpHost = Annotated[str, AfterValidator(rules.smtp_host)]
+ChannelName = Annotated[str, AfterValidator(rules.channel_name)]
+TimeSpan = Annotated[str, AfterValidator(rules.timespan)]
 
 
 class Mode(StrEnum):
@@ -144,6 +147,98 @@ class Backup(_Section):
     )
 
 
+class EmailSecurity(StrEnum):
+    starttls = "starttls"
+    tls = "tls"
+
+
+class WebhookSignature(StrEnum):
+    header = "header"
+    hmac = "hmac"
+
+
+class CheckName(StrEnum):
+    backup = "backup"
+    backup_check = "backup-check"
+    drill = "drill"
+    certificate = "certificate"
+    disk = "disk"
+    services = "services"
+    fail2ban = "fail2ban"
+    firewall = "firewall"
+    reboot = "reboot"
+
+
+class EmailChannel(_Section):
+    name: ChannelName | None = Field(
+        None, description="How messages and `shuttle alerts test` name it (default email-N)."
+    )
+    host: SmtpHost = Field(description="The SMTP relay's host name or IP address.")
+    port: int = Field(587, ge=1, le=65535, description="The relay's port: 587 for STARTTLS, 465 for implicit TLS.")
+    security: EmailSecurity = Field(
+        EmailSecurity.starttls, description="starttls or tls (implicit); the relay's certificate is always checked."
+    )
+    ca_file: Path | None = Field(
+        None, description="PEM file on the controller: the CA the relay's certificate is from."
+    )
+    user: str | None = Field(None, min_length=1, max_length=255, description="Login at the relay, if it needs one.")
+    password: SecretStr | None = Field(None, description="The relay password; stored root-only on the host.")
+    sender: Email = Field(alias="from", description="The From address (the relay must allow it).")
+    to: list[Email] = Field(min_length=1, description="Recipients: one or more addresses.")
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=True, populate_by_name=True)
+
+
+class WebhookChannel(_Section):
+    name: ChannelName | None = Field(
+        None, description="How messages and `shuttle alerts test` name it (default webhook-N)."
+    )
+    url: str = Field(description="Where the JSON body is POSTed: https (http only with allow_private_http).")
+    allow_private_http: bool = Field(
+        False, description="Allow an http:// URL, only to an IP address on a private network (no TLS on the way)."
+    )
+    secret: SecretStr | None = Field(None, description="Shared secret; stored root-only on the host.")
+    signature: WebhookSignature = Field(
+        WebhookSignature.header,
+        description=(
+            "header: the secret is sent as X-Shuttle-Token; hmac: X-Shuttle-Signature: sha256=<HMAC of the body>."
+        ),
+    )
+    ca_file: Path | None = Field(None, description="PEM file on the controller: the CA of the receiver's certificate.")
+
+    @model_validator(mode="after")
+    def _url_allowed(self) -> WebhookChannel:
+        try:
+            rules.webhook_url(self.url, allow_private_http=self.allow_private_http)
+        except ValueError as problem:
+            raise _FieldError("url", self.url, str(problem)) from None
+        return self
+
+
+class DiskThreshold(_Section):
+    percent: float = Field(10, gt=0, le=100, description="Alert below this share of the filesystem free...")
+    gib: float = Field(5, gt=0, description="...or below this many GiB free, whichever is smaller.")
+
+
+class Alerts(_Section):
+    email: list[EmailChannel] = Field(
+        default_factory=list,
+        description="E-mail channels (SMTP relays). OpenEMR's own mail goes through the first one's relay.",
+    )
+    webhooks: list[WebhookChannel] = Field(default_factory=list, description="Webhook channels.")
+    interval: TimeSpan = Field("5min", description="How often the checks run (a systemd time span, 10s to 7d).")
+    reminder: TimeSpan | None = Field(
+        "1d", description="A persisting alert is told again this often (a time span), or never when null."
+    )
+    checks: list[CheckName] = Field(
+        default_factory=lambda: [name.value for name in CheckName],
+        description="The checks that run: " + ", ".join(name.value for name in CheckName) + ".",
+    )
+    disk_free: DiskThreshold = Field(default_factory=DiskThreshold)
+    certificate_days: int = Field(14, ge=1, le=365, description="Alert when the served certificate expires sooner.")
+    openemr_mail: bool = Field(True, description="OpenEMR sends its own mail through the first e-mail relay.")
+
+
 class _FieldError(ValueError):
     """A cross-field problem, carrying the field the user should fix."""
 
@@ -179,6 +274,7 @@ class ShuttleConfig(BaseSettings):
     swap_size_mb: int = Field(2048, ge=0, le=65536, description="Swap file size when memory is small; 0 for none.")
     ssh: Ssh = Field(default_factory=Ssh)
     backup: Backup = Field(default_factory=Backup)
+    alerts: Alerts = Field(default_factory=Alerts)
 
     @model_validator(mode="after")
     def _tls_needs(self) -> ShuttleConfig:
@@ -203,6 +299,18 @@ class ShuttleConfig(BaseSettings):
             raise _FieldError(
                 "backup.s3_access_key_id", None, "and backup.s3_secret_access_key are required for an s3: target"
             )
+        names: list[str] = []
+        for kind, channels in (("email", self.alerts.email), ("webhooks", self.alerts.webhooks)):
+            for index, channel in enumerate(channels):
+                channel.name = channel.name or f"{'email' if kind == 'email' else 'webhook'}-{index + 1}"
+                if channel.name in names:
+                    raise _FieldError(f"alerts.{kind}.{index}.name", channel.name, "is the name of another channel")
+                names.append(channel.name)
+                if channel.ca_file is not None and not channel.ca_file.is_file():
+                    raise _FieldError(f"alerts.{kind}.{index}.ca_file", str(channel.ca_file), "is not a readable file")
+        for index, relay in enumerate(self.alerts.email):
+            if relay.password is not None and not relay.user:
+                raise _FieldError(f"alerts.email.{index}.user", None, "is required when a password is given")
         return self
 
     @classmethod
@@ -222,10 +330,16 @@ class ShuttleConfig(BaseSettings):
         data = self.model_dump(mode="json")
         secret = self.backup.s3_secret_access_key
         data["backup"]["s3_secret_access_key"] = secret.get_secret_value() if secret else None
+        for kind, field in (("email", "password"), ("webhooks", "secret")):
+            for index, channel in enumerate(getattr(self.alerts, kind)):
+                value = getattr(channel, field)
+                data["alerts"][kind][index][field] = value.get_secret_value() if value else None
         return data
 
 
 SECRET_FIELDS = {"backup.s3_secret_access_key"}
+#: Secrets inside lists, by their field's last name (alerts.email.N.password, alerts.webhooks.N.secret).
+SECRET_NAMES = {"password", "secret"}
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -233,7 +347,7 @@ def _describe(error: dict[str, Any]) -> str:
     ctx_error = error.get("ctx", {}).get("error")
     if isinstance(ctx_error, _FieldError):
         value = ctx_error.value
-        field = ctx_error.field
+        field = ".".join([*(str(part) for part in error["loc"]), ctx_error.field])  # a nested section's own field
         message = ctx_error.message
     else:
         value = error.get("input")
@@ -242,7 +356,7 @@ def _describe(error: dict[str, Any]) -> str:
             return f"config field {field!r} is not a known setting (see `shuttle schema`)"
         if error["type"] == "missing":
             return f"config field {field!r} is required"
-    shown = "***" if field in SECRET_FIELDS else repr(value)
+    shown = "***" if field in SECRET_FIELDS or field.rsplit(".", 1)[-1] in SECRET_NAMES else repr(value)
     if value is None:
         return f"config field {field!r} {message}"
     return f"config field {field!r} = {shown}: {message}"

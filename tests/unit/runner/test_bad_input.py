@@ -16,6 +16,8 @@ from shuttle import cli, driver
 
 TARGET = "root@192.0.2.10"
 
+RELAY = {"host": "smtp.example.org", "from": "emr@clinic.example.org", "to": ["it@clinic.example.org"]}
+
 # (id, config, text the one line must contain)
 CONFIG_CASES = [
     ("tls-mode", {"tls": {"mode": "plaintext"}}, "'tls.mode' = 'plaintext'"),
@@ -50,6 +52,22 @@ CONFIG_CASES = [
     ("backup-s3-keys", {"backup": {"target": "s3:https://s3.example.org/clinic-b"}}, "'backup.s3_access_key_id'"),
     ("admin-user", {"admin_user": "a"}, "'admin_user' = 'a'"),
     ("images-bundle", {"images_bundle": "/nonexistent/images.tar"}, "'images_bundle' = '/nonexistent/images.tar'"),
+    ("smtp-port", {"alerts": {"email": [{**RELAY, "port": 70000}]}}, "'alerts.email.0.port' = 70000"),
+    ("webhook-http", {"alerts": {"webhooks": [{"url": "http://hooks.example.org/x"}]}}, "'alerts.webhooks.0.url'"),
+    (
+        "webhook-http-public-ip",
+        {"alerts": {"webhooks": [{"url": "http://93.184.216.34/x", "allow_private_http": True}]}},
+        "http:// only to an IP address on a private network",
+    ),
+    ("no-recipient", {"alerts": {"email": [{**RELAY, "to": []}]}}, "'alerts.email.0.to' = []"),
+    ("unknown-check", {"alerts": {"checks": ["disk", "uptime"]}}, "'alerts.checks.1' = 'uptime'"),
+    ("disk-threshold", {"alerts": {"disk_free": {"percent": 150}}}, "'alerts.disk_free.percent' = 150"),
+    ("alert-interval", {"alerts": {"interval": "5 fortnights"}}, "'alerts.interval' = '5 fortnights'"),
+    (
+        "smtp-password-shown-masked",
+        {"alerts": {"email": [{**RELAY, "password": "hunter2-secret"}]}},
+        "'alerts.email.0.user' is required when a password is given",
+    ),
 ]
 
 # (id, argv, text)

@@ -177,11 +177,12 @@ def _start_pebble(directory: Path) -> Pebble:
             time.sleep(0.3)
 
 
-def provided_certificate(directory: Path) -> tuple[Path, Path]:
+def provided_certificate(directory: Path, days: int = 30) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "provided-cert.pem", directory / "provided-key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=provided.example.org",
+         "-keyout", str(key), "-out", str(cert), "-days", str(days), "-subj", "/CN=provided.example.org",
          "-addext", "subjectAltName=DNS:provided.example.org"],
         check=True, capture_output=True,
     )  # fmt: skip

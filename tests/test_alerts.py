@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import AGENT, Run, admin_public_key, run_shuttle, site, stack_config
 from tests.harness import hosts
+from tests.pebble import provided_certificate
 from tests.receivers import SmtpServer, WebhookReceiver, make_ca, wait_for
 
 pytestmark = pytest.mark.hosts
@@ -72,18 +73,6 @@ def _subject_of(body: str) -> str:
     return line.split("(", 1)[1].rstrip(")")
 
 
-def certificate(directory: Path, days: int) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"cert-{days}.pem", directory / f"key-{days}.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", str(days), "-subj", "/CN=provided.example.org",
-         "-addext", "subjectAltName=DNS:provided.example.org"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def alerts_config(gateway: str, ca: Path, smtp_port: int, hook_port: int, cert: Path, key: Path, **alerts: object):
     return stack_config(
         swap_size_mb=512,
@@ -110,7 +99,7 @@ def rig(clone, launched_snapshot, tmp_path_factory: pytest.TempPathFactory) -> I
     smtp, hook = SmtpServer(server_cert, server_key, SMTP_USER, PASSWORD), WebhookReceiver(server_cert, server_key)
     smtp_port, hook_port = smtp.start(), hook.start()
     host = clone(launched_snapshot)
-    cert, key = certificate(tmp / "tls", 3)
+    cert, key = provided_certificate(tmp / "tls-3", days=3)
     config = alerts_config(gateway, ca, smtp_port, hook_port, cert, key, disk_free={"percent": 99.99, "gib": 10**6})
     try:
         rig = Rig(host, tmp, smtp, hook, config, [])
@@ -177,7 +166,7 @@ def test_each_condition_is_told_once_survives_a_reboot_and_is_resolved_once(rig:
     active = {f"{a['check']}:{a['subject']}" for a in report["alerts"]}
     assert set(CONDITIONS) <= active, active
 
-    cert, key = certificate(rig.tmp / "tls", 60)
+    cert, key = provided_certificate(rig.tmp / "tls-60", days=60)
     fixed = {**rig.config, "tls": {**rig.config["tls"], "cert_path": str(cert), "key_path": str(key)}}
     fixed["alerts"] = {k: v for k, v in rig.config["alerts"].items() if k != "disk_free"}
     rig.launch(fixed)  # starts the app again, creates the repository again, the default free-space threshold

@@ -14,7 +14,6 @@ import email
 import email.policy
 import json
 import secrets
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -29,7 +28,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from shuttle_host import sitekeys
 from shuttle_host.errors import Failed
-from tests import standins
+from tests import receivers, standins
 
 pytestmark = pytest.mark.hosts
 
@@ -70,58 +69,22 @@ MAIL_GLOBALS = (
 
 @dataclass
 class ThrowawayCA:
-    """A throwaway CA (ca.pem) and a server certificate it signed for SMTP_NAME (server.pem, server.key)."""
+    """A throwaway CA and a server certificate it signed for SMTP_NAME (tests/receivers.make_ca)."""
 
-    directory: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.directory / "ca.pem"
+    ca: Path
+    cert: Path
+    key: Path
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.directory / "server.pem", self.directory / "server.key")
+        context.load_cert_chain(self.cert, self.key)
         return context
 
 
 def make_ca(directory: Path) -> ThrowawayCA:
-    conf = directory / "openssl.cnf"
-    conf.write_text(
-        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = Shuttle stand-in test CA\n"
-        "[ca]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n"
-        "subjectKeyIdentifier = hash\n"
-        f"[server]\nsubjectAltName = DNS:{SMTP_NAME}\nbasicConstraints = CA:FALSE\n"
-        "keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\nauthorityKeyIdentifier = keyid\n"
-    )
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-config", str(conf)]
-    steps = [
-        ["req", "-x509", *ec, "-extensions", "ca", "-days", "2", "-keyout", "ca.key", "-out", "ca.pem"],
-        ["req", "-new", *ec, "-subj", f"/CN={SMTP_NAME}", "-keyout", "server.key", "-out", "server.csr"],
-        [
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "2",
-            "-extfile",
-            str(conf),
-            "-extensions",
-            "server",
-            "-out",
-            "server.pem",
-        ],
-    ]
-    for step in steps:
-        subprocess.run(["openssl", *step], check=True, capture_output=True, cwd=directory, timeout=30)
-    (directory / "ca.pem").chmod(0o644)  # read in the app container by the owner of sites/
-    return ThrowawayCA(directory)
+    ca, cert, key = receivers.make_ca(directory, [SMTP_NAME])
+    ca.chmod(0o644)  # read in the app container by the owner of sites/
+    return ThrowawayCA(ca, cert, key)
 
 
 @dataclass
@@ -392,18 +355,12 @@ class Relay:
         return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535 itself
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def relay(stack: Stack) -> Iterator[Relay]:
     """SMTP on this machine with the test CA's certificate, AUTH required: one port wants STARTTLS (as
     on 587), the other speaks TLS from the first byte (as on 465)."""
     assert stack.tls is not None
-    relay = Relay(starttls_port=free_port(), tls_port=free_port())
+    relay = Relay(starttls_port=receivers.free_port(), tls_port=receivers.free_port())
     common = {"hostname": "0.0.0.0", "server_hostname": SMTP_NAME, "authenticator": relay.authenticator}
     starttls = Controller(
         relay,

@@ -107,6 +107,11 @@ class Channel:
             return Answer(False, _describe(problem))
 
 
+def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
+    """The relay's answer for each recipient it refused."""
+    return "; ".join(f"{rcpt}: {code} {err.decode(errors='replace')}" for rcpt, (code, err) in refused.items())
+
+
 def _describe(problem: BaseException) -> str:
     if isinstance(problem, smtplib.SMTPResponseException):
         text = (
@@ -116,8 +121,7 @@ def _describe(problem: BaseException) -> str:
         )
         return f"{problem.smtp_code} {text}".strip()
     if isinstance(problem, smtplib.SMTPRecipientsRefused):
-        return "; ".join(f"{rcpt}: {code} {err.decode(errors='replace')}" for rcpt, (code, err) in
-                         problem.recipients.items())  # fmt: skip
+        return _refusals(problem.recipients)
     if isinstance(problem, urllib.error.HTTPError):
         return f"HTTP {problem.code} {problem.reason}"
     if isinstance(problem, urllib.error.URLError):
@@ -151,8 +155,7 @@ def _send_email(channel: Channel, message: Message) -> Answer:
             smtp.login(str(spec["user"]), channel.secret)
         refused = smtp.send_message(mail)
     if refused:
-        return Answer(False, "; ".join(f"{rcpt}: {code} {err.decode(errors='replace')}"
-                                       for rcpt, (code, err) in refused.items()))  # fmt: skip
+        return Answer(False, _refusals(refused))
     return Answer(True, f"accepted by {host}:{port} for {len(spec['recipients'])} recipient(s)")
 
 

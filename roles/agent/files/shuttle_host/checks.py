@@ -10,7 +10,6 @@ its alerts then stay as they were, neither raised nor resolved.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import os
 import shutil
 import socket
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from shuttle_host import files, proc, readiness
-from shuttle_host.errors import Failed
+from shuttle_host.backup import exclusive
+from shuttle_host.errors import Failed, Refused
 from shuttle_host.settings import Settings
 from shuttle_host.stack import Stack
 
@@ -217,15 +217,11 @@ def disk(ctx: Context) -> list[Finding] | None:
 
 def _lock_is_free(lock: Path) -> bool:
     """Whether no backup, check or restore holds the host's lock (a restore stops the app on purpose)."""
-    if not lock.exists():
-        return True
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return True
+    try:
+        with exclusive(lock):
+            return True
+    except Refused:
+        return False
 
 
 def services(ctx: Context) -> list[Finding] | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AGENT, Run, admin_public_key, run_shuttle, site, stack_config
+from tests.conftest import AGENT, LAYOUT, SECRETS_DIR, Run, admin_public_key, run_shuttle, site, stack_config
 from tests.harness import hosts
 from tests.pebble import provided_certificate
 from tests.receivers import SmtpServer, WebhookReceiver, make_ca, wait_for
@@ -34,6 +34,8 @@ SECRET = f"sentinel-hook-{secrets.token_hex(6)}-do-not-leak"
 SMTP_USER = "shuttle-alerts"
 BACKUPS = "/srv/backups/clinic"
 INTERVAL = 10
+STATE = LAYOUT["alerts_state"]
+BACKUP_UNIT = f"{LAYOUT['units']['backup']}.service"
 #: The four conditions, as the alert keys the agent gives them (check:subject).
 CONDITIONS = ("backup:last run", "services:app", "disk:/", "certificate:port 443")
 
@@ -124,7 +126,7 @@ def test_alerts_test_delivers_through_both_channels_and_openemr(rig: Rig) -> Non
 
 
 def test_a_wrong_smtp_password_fails_naming_the_channel_and_the_servers_answer(rig: Rig) -> None:
-    secret_file = "/etc/shuttle/secrets/alerts-secrets.json"
+    secret_file = f"{SECRETS_DIR}/{LAYOUT['secrets']['alerts']}"
     saved = rig.host.exec(f"cat {secret_file}", check=True).stdout
     rig.host.exec(f"cat > {secret_file}", check=True, input=json.dumps({"relay": "wrong-password", "hook": SECRET}))
     try:
@@ -139,7 +141,7 @@ def test_a_wrong_smtp_password_fails_naming_the_channel_and_the_servers_answer(r
 def test_each_condition_is_told_once_survives_a_reboot_and_is_resolved_once(rig: Rig, tmp_path: Path) -> None:
     host = rig.host
     host.exec(f"rm -rf {BACKUPS}", check=True)
-    host.exec("systemctl start shuttle-backup.service || true")
+    host.exec(f"systemctl start {BACKUP_UNIT} || true")
     host.exec("docker stop $(docker ps -q --filter label=com.docker.compose.service=app)", check=True)
     wait_for("a problem mail and webhook call for each condition",
              lambda: set(CONDITIONS) <= set(_keys_of_mails(rig, "problem")) and set(CONDITIONS) <= set(
@@ -155,10 +157,10 @@ def test_each_condition_is_told_once_survives_a_reboot_and_is_resolved_once(rig:
     host.refresh()
     wait_for("the host to boot", lambda: host.exec("systemctl is-system-running").stdout.strip() in (
         "running", "degraded"), timeout=180)  # fmt: skip
-    checked = host.exec("cat /var/lib/shuttle/alerts/state.json", check=True).stdout
+    checked = host.exec(f"cat {STATE}", check=True).stdout
     wait_for("a check after the reboot", lambda: host.exec(
-        "cat /var/lib/shuttle/alerts/state.json").stdout != checked, timeout=4 * INTERVAL + 60)  # fmt: skip
-    assert host.exec("systemctl is-active shuttle-alerts.timer").stdout.strip() == "active"
+        f"cat {STATE}").stdout != checked, timeout=4 * INTERVAL + 60)  # fmt: skip
+    assert host.exec(f"systemctl is-active {LAYOUT['units']['alerts']}.timer").stdout.strip() == "active"
     time.sleep(2 * INTERVAL)
     assert _keys_of_mails(rig, "problem") == told and rig.calls("problem") == called, "told again after the reboot"
     status = rig.shuttle("status")
@@ -170,7 +172,7 @@ def test_each_condition_is_told_once_survives_a_reboot_and_is_resolved_once(rig:
     fixed = {**rig.config, "tls": {**rig.config["tls"], "cert_path": str(cert), "key_path": str(key)}}
     fixed["alerts"] = {k: v for k, v in rig.config["alerts"].items() if k != "disk_free"}
     rig.launch(fixed)  # starts the app again, creates the repository again, the default free-space threshold
-    backup = host.exec("systemctl start shuttle-backup.service")
+    backup = host.exec(f"systemctl start {BACKUP_UNIT}")
     assert backup.returncode == 0, backup.stdout + backup.stderr
     wait_for("a resolved mail and webhook call for each condition",
              lambda: set(CONDITIONS) <= set(_keys_of_mails(rig, "resolved")) and set(CONDITIONS) <= set(

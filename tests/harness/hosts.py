@@ -42,7 +42,11 @@ RUN_FLAGS = (
 
 
 def _docker(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, input=input)
+    """Run docker; a failure raises with docker's own words, which CalledProcessError's message leaves out."""
+    result = subprocess.run(["docker", *args], check=False, capture_output=True, text=True, input=input)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
+    return result
 
 
 _lock = threading.Lock()
@@ -222,13 +226,26 @@ def docker_volume(host: TestHost) -> str:
     return next(mount["Name"] for mount in mounts if mount["Destination"] == "/var/lib/docker")
 
 
+def freeze(host: TestHost, attempts: int = 5) -> None:
+    """`docker pause`, tried again when it fails: the cgroup freezer gives up ("unable to freeze") when a process
+    forks or execs while it freezes, a race runc itself calls a game of chances, and a busy host loses it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            _docker("pause", host.name)
+            return
+        except RuntimeError:
+            if attempt == attempts:
+                raise
+            time.sleep(2)
+
+
 def snapshot(host: TestHost, name: str) -> Snapshot:
     """Save a running host as a VM snapshot would: frozen (`docker pause`) while its container is committed and its
     Docker volume copied, then thawed. A copy boots like the host after a power cut: from a consistent disk."""
     image = f"shuttle-test/snapshot:{name}"
     volume = f"shuttle-snapshot-{name}"
     _docker("volume", "rm", "-f", volume, check=False)
-    _docker("pause", host.name)
+    freeze(host)
     try:
         _docker("commit", "--pause=false", host.name, image)
         copy_volume(docker_volume(host), volume, image=image)

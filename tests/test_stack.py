@@ -24,6 +24,7 @@ from tests.conftest import (
     LAYOUT,
     SECRETS_DIR,
     STACK_SECRETS,
+    TIMEZONE,
     Empty,
     Launched,
     Run,
@@ -149,6 +150,50 @@ def test_failed_logins_get_the_client_banned_at_the_threshold(launched: Launched
 def test_the_app_is_configured_with_its_admin(launched: Launched) -> None:
     status = json.loads(request(launched.host.ip, "GET", "/status.php").body)  # type: ignore[attr-defined]
     assert status["configured"] is True and status["admin_exists"] is True
+
+
+def openemr_php(host: hosts.TestHost, body: str) -> str:
+    """PHP run in the app container after OpenEMR's bootstrap (interface/globals.php), as its own CLI scripts run."""
+    app = host.exec(
+        f"docker ps -q --filter label=com.docker.compose.project={LAYOUT['project']}"
+        f" --filter label=com.docker.compose.service={LAYOUT['services']['app']}",
+        check=True,
+    ).stdout.strip()
+    script = (
+        "<?php $_GET['site'] = 'default'; $ignoreAuth = true;"
+        " require_once '/var/www/localhost/htdocs/openemr/interface/globals.php'; " + body
+    )
+    return host.exec(f"docker exec -i {app} php", input=script, check=True).stdout.strip()
+
+
+def test_openemr_keeps_time_in_the_configured_zone(launched: Launched) -> None:
+    """The image has no tzdata, so TZ does nothing in it: OpenEMR's zone is its gbl_time_zone global, which sets
+    PHP's zone and the database session's. Both follow the config's time zone (America/Chicago, not UTC)."""
+    assert launched.config["timezone"] == TIMEZONE != "UTC"
+    seen = json.loads(
+        openemr_php(
+            launched.host,
+            """echo json_encode([
+        'php' => date_default_timezone_get(),
+        'offset' => (new DateTime())->format('P'),
+        'db' => sqlQuery('SELECT @@session.time_zone AS zone')['zone'],
+    ]);""",
+        )
+    )
+    assert seen["php"] == TIMEZONE and seen["db"] == seen["offset"] != "+00:00", seen
+
+
+def test_the_database_collation_is_the_one_openemr_creates(launched: Launched) -> None:
+    """OpenEMR creates its database utf8mb4_general_ci; a server default that differs mixes collations in its
+    upgrade scripts on newer MariaDB (openemr#7784)."""
+    seen = json.loads(
+        openemr_php(
+            launched.host,
+            """echo json_encode(sqlQuery(
+        'SELECT @@collation_server AS server, @@character_set_server AS charset'));""",
+        )
+    )
+    assert seen == {"server": "utf8mb4_general_ci", "charset": "utf8mb4"}
 
 
 def test_only_the_proxy_publishes_ports(launched: Launched) -> None:

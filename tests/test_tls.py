@@ -20,6 +20,7 @@ key types and sizes, signature algorithms, certificate lifespan, known vulnerabi
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import socket
 import ssl
@@ -79,13 +80,14 @@ def _served(ip: str, domain: str, cadata: str | None = None, wait: float = 30) -
 
 
 def _get(ip: str, domain: str, path: str, cadata: str) -> http.client.HTTPResponse:
-    """GET https://DOMAIN/PATH from the host's address, the certificate verified against `cadata`."""
+    """GET https://DOMAIN/PATH from the host's address, the certificate verified against `cadata`; the body is
+    in the response's `body`."""
     context = ssl.create_default_context(cadata=cadata)
     conn = http.client.HTTPSConnection(domain, 443, timeout=20, context=context)
     conn.sock = context.wrap_socket(socket.create_connection((ip, 443), timeout=20), server_hostname=domain)
     conn.request("GET", path)
     response = conn.getresponse()
-    response.read()
+    response.body = response.read()  # type: ignore[attr-defined]
     conn.close()
     return response
 
@@ -117,6 +119,15 @@ def test_app_answers_on_the_acme_certificate(fleet: Fleet) -> None:
     response = _get(fleet.hosts[ACME].ip, DOMAIN, "/interface/login/login.php", fleet.pebble_root)
     assert response.status == 200
     assert int(response.getheader("Strict-Transport-Security", "").split("max-age=")[1].split(";")[0]) >= 31536000
+
+
+def test_openemr_writes_its_https_address_into_its_own_urls(fleet: Fleet) -> None:
+    """Behind the proxy OpenEMR talks plain http and would build its OAuth2 issuer (the base of its FHIR, SMART
+    and portal URLs) as http://; told its address, it writes the https one users open."""
+    response = _get(fleet.hosts[ACME].ip, DOMAIN, "/oauth2/default/.well-known/openid-configuration", fleet.pebble_root)
+    document = json.loads(response.body)  # type: ignore[attr-defined]
+    assert response.status == 200 and document["issuer"] == f"https://{DOMAIN}/oauth2/default", document
+    assert document["token_endpoint"].startswith(f"https://{DOMAIN}/"), document
 
 
 def test_sslyze_mozilla_intermediate_on_the_acme_certificate(fleet: Fleet) -> None:

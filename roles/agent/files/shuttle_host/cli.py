@@ -1,6 +1,6 @@
 """`shuttle-host`: the agent's command line, for systemd units, the roles and an admin at the console.
 
-    shuttle-host [--settings DIR] stack secrets|env|up|wait|reload-proxy|url|acme-check
+    shuttle-host [--settings DIR] stack secrets|env|up|wait|globals|reload-proxy|url|acme-check
     shuttle-host [--settings DIR] backup [--passphrase-file F]
         secrets|init|run|list|check|can-restore|restore|recover|drill|stopped
     shuttle-host [--settings DIR] status
@@ -25,7 +25,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from shuttle_host import acme, alerts, backup, drill, files, firstboot, keys, proc, restore, runs, settings, status
+from shuttle_host import (
+    acme,
+    alerts,
+    backup,
+    drill,
+    files,
+    firstboot,
+    keys,
+    proc,
+    restore,
+    runs,
+    settings,
+    site_globals,
+    status,
+)
 from shuttle_host.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, Failed, Refused
 from shuttle_host.restic import Repository
 from shuttle_host.stack import Stack
@@ -47,6 +61,8 @@ def _stack(args: argparse.Namespace, conf: settings.Settings) -> int:
         report = stack.report(stack.wait(args.timeout))
         _emit(report)
         return EXIT_OK if report["verdict"] == "ready" else EXIT_FAILED
+    elif args.action == "globals":
+        _emit({"changed": site_globals.configure(stack)})
     elif args.action == "reload-proxy":
         stack.reload_proxy()
     elif args.action == "check-compose":
@@ -207,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack_actions = stack.add_subparsers(dest="action", required=True)
     for name in ("secrets", "env", "up", "reload-proxy", "url", "acme-check"):
         stack_actions.add_parser(name)
+    stack_actions.add_parser("globals", help="set OpenEMR's time zone and public address globals (a launch runs this)")
     check_compose = stack_actions.add_parser("check-compose", help="check a compose file before it is put in place")
     check_compose.add_argument("file")
     wait = stack_actions.add_parser("wait", help="wait until every service is ready, or one failed")

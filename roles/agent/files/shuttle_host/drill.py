@@ -173,7 +173,7 @@ class DrillHost:
             "services": {
                 services["db"]: {
                     "image": self._image("db"),
-                    "command": ["--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
+                    "command": ["--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci"],
                     "environment": {"MARIADB_ROOT_PASSWORD": "${DB_ROOT_PASSWORD}"},
                     "volumes": [f"{self.layout.volumes['db']}:/var/lib/mysql"],
                     "networks": ["drill"],

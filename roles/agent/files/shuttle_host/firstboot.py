@@ -15,7 +15,7 @@ import re
 import time
 from pathlib import Path
 
-from shuttle_host import backup, files, keys, netinfo, proc, rules, seed
+from shuttle_host import backup, files, keys, netinfo, proc, rules, seed, site_globals
 from shuttle_host.database import Database
 from shuttle_host.errors import Failed, Refused
 from shuttle_host.settings import Settings
@@ -104,6 +104,7 @@ def first_boot(settings: Settings) -> list[str]:
     say("starting OpenEMR (images from this image; no registry needed)")
     stack.start(timeout=settings.firstboot.ready_timeout)
     set_admin_password_hash(settings, stack, chosen)
+    site_globals.configure(stack, chosen.get("domain"))
     admin, password = stack.settings.admin_user, layout.secret("admin")
     login = (
         f"Log in as '{admin}' with the password whose hash was given in {source}."

@@ -2,9 +2,8 @@
 
 The OpenEMR container has no mail server of its own (openemr#14074): it sends only through the SMTP
 relay its globals name. Those globals are set here with OpenEMR's own code in the running app, as its
-Administration > Config > Notifications page would set them: `SMTP_PASS` is stored encrypted with the
-site's keys (CryptoGen), which the image's `OPENEMR_SETTING_*` variables cannot do. Each value is
-compared first (the password by decrypting the stored one), so a second launch changes nothing.
+Administration > Config > Notifications page would set them (openemr.set_globals): `SMTP_PASS` is stored
+encrypted with the site's keys, and a second launch changes nothing.
 
 A test mail goes through OpenEMR's MyMailer, the class its own senders use, so it proves the path a
 password-reset mail takes.
@@ -21,23 +20,6 @@ from shuttle_host.docker import Docker
 
 #: OpenEMR's SMTP_SECURE values: "tls" is STARTTLS, "ssl" implicit TLS (PHPMailer's names).
 SECURE = {"starttls": "tls", "tls": "ssl"}
-
-_SET = """$crypto = new OpenEMR\\Common\\Crypto\\CryptoGen();
-$changed = [];
-foreach ($request['globals'] as $name => $value) {
-    $row = sqlQuery('SELECT gl_value FROM globals WHERE gl_name = ? AND gl_index = 0', [$name]);
-    $current = $row === false ? null : $row['gl_value'];
-    $secret = $name === 'SMTP_PASS';
-    if ($current !== null && ($secret ? $crypto->decryptStandard($current) === $value : $current === $value)) {
-        continue;
-    }
-    sqlStatement('DELETE FROM globals WHERE gl_name = ?', [$name]);
-    sqlStatement('INSERT INTO globals (gl_name, gl_index, gl_value) VALUES (?, 0, ?)',
-        [$name, $secret ? $crypto->encryptStandard($value) : $value]);
-    $changed[] = $name;
-}
-shuttle_answer(['changed' => $changed]);
-"""
 
 _TEST = """require_once $GLOBALS['srcdir'] . '/classes/postmaster.php';
 $mail = new MyMailer();
@@ -70,8 +52,7 @@ def wanted_globals(relay: Channel) -> dict[str, str]:
 
 def configure(docker: Docker, sites: Path, relay: Channel) -> list[str]:
     """Point OpenEMR's mail at the relay; the names of the globals that changed."""
-    answer = openemr.ask(docker, sites, "set its mail settings", _SET, {"globals": wanted_globals(relay)})
-    return [str(name) for name in answer.get("changed") or []]
+    return openemr.set_globals(docker, sites, "set its mail settings", wanted_globals(relay), encrypted={"SMTP_PASS"})
 
 
 def send_test(docker: Docker, sites: Path, to: list[str], host: str) -> dict[str, Any]:

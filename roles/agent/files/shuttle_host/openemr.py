@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,26 @@ $request = json_decode(base64_decode('@REQUEST@'), true);
 function shuttle_answer(array $answer): void { echo "\\n@MARK@" . json_encode($answer) . "\\n"; }
 """
 
+# Each global is compared first (an encrypted one by decrypting the stored value), and only one that differs
+# is written, so a second run changes nothing. Encrypted ones are stored with the site's keys (CryptoGen),
+# as OpenEMR's own settings page stores them; the image's OPENEMR_SETTING_* variables cannot do that.
+_SET_GLOBALS = """$crypto = new OpenEMR\\Common\\Crypto\\CryptoGen();
+$changed = [];
+foreach ($request['globals'] as $name => $value) {
+    $row = sqlQuery('SELECT gl_value FROM globals WHERE gl_name = ? AND gl_index = 0', [$name]);
+    $current = $row === false ? null : $row['gl_value'];
+    $secret = in_array($name, $request['encrypted'], true);
+    if ($current !== null && ($secret ? $crypto->decryptStandard($current) === $value : $current === $value)) {
+        continue;
+    }
+    sqlStatement('DELETE FROM globals WHERE gl_name = ?', [$name]);
+    sqlStatement('INSERT INTO globals (gl_name, gl_index, gl_value) VALUES (?, 0, ?)',
+        [$name, $secret ? $crypto->encryptStandard($value) : $value]);
+    $changed[] = $name;
+}
+shuttle_answer(['changed' => $changed]);
+"""
+
 
 def ask(docker: Docker, sites: Path, what: str, body: str, request: dict[str, Any]) -> dict[str, Any]:
     """Run `body` (PHP after the bootstrap, with `$request` decoded; it calls shuttle_answer once) in the app
@@ -46,3 +67,11 @@ def ask(docker: Docker, sites: Path, what: str, body: str, request: dict[str, An
                 return answer
     why = proc.last_lines(done.stdout + "\n" + done.stderr) or f"exit code {done.returncode}"
     raise Failed(f"OpenEMR could not {what}: {why}")
+
+
+def set_globals(
+    docker: Docker, sites: Path, what: str, values: dict[str, str], encrypted: Collection[str] = ()
+) -> list[str]:
+    """Set OpenEMR's globals to `values` (those named in `encrypted` stored encrypted); the names that changed."""
+    answer = ask(docker, sites, what, _SET_GLOBALS, {"globals": values, "encrypted": sorted(encrypted)})
+    return [str(name) for name in answer.get("changed") or []]

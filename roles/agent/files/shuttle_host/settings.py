@@ -101,6 +101,8 @@ class StackSettings:
     ready_timeout: int
     ready_interval: int
     log_tail: int
+    #: The host's time zone from the config (OpenEMR's gbl_time_zone follows it: see site_globals).
+    timezone: str
     domain: str
     acme_email: str
     https_port: int

@@ -8,6 +8,11 @@
  * of library/sql.inc.php, and the site's settings from its `globals` table (gl_name => gl_value, the
  * gl_index 0 rows) in $GLOBALS, with OpenEMR's defaults for the mail settings that have no row. A site that
  * is not configured yet gets the paths and the defaults only (there is no database to read).
+ *
+ * Also as the real one: `gbl_time_zone`, when set, becomes PHP's default zone and the database session's
+ * `time_zone` (the image has no tzdata for TZ to matter); `site_addr_oath`, when empty, is resolved from the
+ * request's scheme and host, the way OpenEMR's $ResolveServerHost does, so behind a TLS proxy that talks
+ * plain http to the app it comes out as http:// unless the global is set.
  */
 
 declare(strict_types=1);
@@ -63,5 +68,18 @@ require_once $GLOBALS['webserver_root'] . '/src/Common/Crypto/CryptoGen.php';
     }
     while (($row = sqlFetchArray($rows)) !== false) {
         $GLOBALS[(string) $row['gl_name']] = (string) $row['gl_value'];
+    }
+})();
+
+(static function (): void {
+    if (($GLOBALS['gbl_time_zone'] ?? '') !== '') {
+        date_default_timezone_set($GLOBALS['gbl_time_zone']);
+        if (oe_sqlconf()['configured']) {
+            sqlStatement('SET time_zone = ?', [(new DateTime())->format('P')]);
+        }
+    }
+    if (($GLOBALS['site_addr_oath'] ?? '') === '') {
+        $host = $_SERVER['HTTP_X_FORWARDED_HOST'] ?? $_SERVER['HTTP_HOST'] ?? $_SERVER['SERVER_NAME'] ?? 'localhost';
+        $GLOBALS['site_addr_oath'] = ($_SERVER['REQUEST_SCHEME'] ?? 'https') . '://' . $host;
     }
 })();

@@ -15,6 +15,7 @@ from shuttle import api
 from shuttle.events import Event
 from tests.conftest import LAYOUT, secret
 from tests.fleet import CUSTOMERS, RERUN, SECRET, Fleet, fleet_fixture, launched_all, login  # noqa: F401 (fixture)
+from tests.standins import IMAGES
 
 #: The stand-in stack serves Caddy's internal CA; the logins below do not verify it, on purpose.
 pytestmark = [pytest.mark.hosts, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
@@ -98,6 +99,17 @@ def test_python_api_reports_each_hosts_status_through_events(fleet: Fleet, monke
         assert report["timezone"] == wanted["timezone"]
         assert set(report["services"]) == {"db", "app", "proxy"}
         assert report["os"].startswith("Debian GNU/Linux 12") and report["docker"]
+        # The release the app runs (the image's tag names it) and the marker the image left in the site.
+        image_marker = (
+            fleet.hosts[name]
+            .exec(
+                f"docker exec $(docker ps -q --filter label=com.docker.compose.service={LAYOUT['services']['app']})"
+                " cat /root/docker-version",
+                check=True,
+            )
+            .stdout.strip()
+        )
+        assert report["openemr"] == {"version": IMAGES["openemr"].rsplit(":", 1)[1], "docker_version": image_marker}
     started = {e.task for e in seen if e.event == "task_start"}
     assert "status : Require every service of the stack to be ready" in started
 

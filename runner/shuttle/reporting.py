@@ -207,7 +207,7 @@ def _backups_table(host: str, report: dict) -> Table:
 def _status_table(status: dict[str, dict]) -> Table:
     """`shuttle status`: one row per host; the services that are not ready are named."""
     table = Table(title="status", title_justify="left")
-    for column in ("host", "stack", "admin user", "time zone", "docker", "last backup", "last drill"):
+    for column in ("host", "stack", "openemr", "admin user", "time zone", "docker", "last backup", "last drill"):
         table.add_column(column)
     for name, report in status.items():
         bad = [service for service, state in (report.get("services") or {}).items() if not state.get("ready")]
@@ -216,6 +216,8 @@ def _status_table(status: dict[str, dict]) -> Table:
         backup = f"{last.get('result', '?')} {last.get('finished', '')}".strip() if last else "none yet"
         drilled = report.get("last_drill") or {}
         drill = f"{drilled.get('result', '?')} {drilled.get('finished', '')}".strip() if drilled else "none yet"
+        versions = report.get("openemr") or {}
+        openemr = f"{versions.get('version') or '?'} (marker {versions.get('docker_version') or '?'})"
         cells = [escape(str(report.get(key) or "-")) for key in ("admin_user", "timezone", "docker")]
-        table.add_row(escape(name), stack, *cells, escape(backup), escape(drill))
+        table.add_row(escape(name), stack, escape(openemr), *cells, escape(backup), escape(drill))
     return table

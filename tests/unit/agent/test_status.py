@@ -57,3 +57,11 @@ def test_the_time_zone_is_the_one_localtime_names(tmp_path: Path) -> None:
     zone.write_text("TZif")
     (tmp_path / "localtime").symlink_to(zone)
     assert status.time_zone(tmp_path / "localtime") == "America/Chicago"
+
+
+def test_the_release_is_read_from_openemrs_version_file() -> None:
+    """The shape of OpenEMR's version.php: a patch release adds its fourth number, a plain release does not."""
+    version_php = "<?php\n$v_major = '8';\n$v_minor = '0';\n$v_patch = '0';\n$v_tag = '';\n$v_realpatch = '3';\n"
+    assert status.release(version_php) == "8.0.0.3"
+    assert status.release(version_php.replace("'3'", "'0'")) == "8.0.0"
+    assert status.release("<?php // not a version file\n") is None

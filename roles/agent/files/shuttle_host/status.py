@@ -1,18 +1,20 @@
 """`status`: the state of this host as one JSON object, changing nothing.
 
 The compose project's services (state, health, restarts, image, and whether each is ready by the one
-readiness rule), the OpenEMR admin login the app container runs with, the host's time zone, the OS,
-Docker and Compose versions, and the last backup's record. Container environments hold secrets: only
-the admin's login name is taken from them, and nothing else of them is read into the report.
+readiness rule), the OpenEMR admin login the app container runs with, the OpenEMR release the app runs and
+the upgrade marker its site carries (the image migrates a site whose marker is older than its own), the
+host's time zone, the OS, Docker and Compose versions, and the last backup's record. Container environments
+hold secrets: only the admin's login name is taken from them, and nothing else of them is read into the report.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from shuttle_host import alerts, files, proc, readiness
+from shuttle_host import alerts, files, manifest, openemr, proc, readiness
 from shuttle_host.errors import Failed
 from shuttle_host.settings import Settings
 from shuttle_host.stack import Stack
@@ -48,6 +50,31 @@ def admin_user(info: dict[str, Any] | None) -> str | None:
     return None
 
 
+_VERSION_PART = re.compile(r"^\$v_(major|minor|patch|realpatch)\s*=\s*'([0-9]+)'", re.MULTILINE)
+
+
+def release(version_php: str) -> str | None:
+    """The release OpenEMR's version.php names (major.minor.patch, plus .realpatch for a patch release)."""
+    parts = dict(_VERSION_PART.findall(version_php))
+    if not {"major", "minor", "patch"} <= parts.keys():
+        return None
+    numbers = [parts["major"], parts["minor"], parts["patch"]]
+    return ".".join(numbers + ([parts["realpatch"]] if parts.get("realpatch", "0") != "0" else []))
+
+
+def openemr_versions(stack: Stack) -> dict[str, str | None]:
+    """What the app container runs (its version.php) and the site's upgrade marker (sites/default/docker-version)."""
+    found: dict[str, str | None] = {"version": None, "docker_version": None}
+    try:
+        app = stack.docker.running("app")
+        found["docker_version"] = manifest.docker_version(Path(stack.docker.volume_path("sites")))
+    except Failed:
+        return found
+    text = _quiet("docker", "exec", app, "cat", f"{openemr.OE_ROOT}/version.php")
+    found["version"] = release(text) if text else None
+    return found
+
+
 def report(settings: Settings) -> dict[str, Any]:
     layout = settings.layout
     out: dict[str, Any] = {
@@ -58,6 +85,7 @@ def report(settings: Settings) -> dict[str, Any]:
         "services": {},
         "images": {},
         "admin_user": None,
+        "openemr": {"version": None, "docker_version": None},
         "last_backup": files.read_json(Path(layout.backup_record)),
         "last_check": files.read_json(Path(layout.check_record)),
         "last_restore": files.read_json(Path(layout.restore_record)),
@@ -92,6 +120,7 @@ def report(settings: Settings) -> dict[str, Any]:
         }
         out["images"][service.name] = service.image
     out["admin_user"] = admin_user(containers.get(layout.services["app"]))
+    out["openemr"] = openemr_versions(stack)
     out["ready"] = verdict.ready
     out["problem"] = None if verdict.ready else verdict.problem()
     return out

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from shuttle import releases
 from shuttle.errors import BadInput
 from shuttle_host import rules
 
@@ -30,6 +31,7 @@ from shuttle_host import rules
 # applies too: a value `shuttle launch` accepts is never refused on the host, and the other way round.
 Hostname = Annotated[str, AfterValidator(rules.hostname)]
 ImageRef = Annotated[str, AfterValidator(rules.image_ref)]
+OpenemrImage = Annotated[ImageRef, AfterValidator(releases.runnable)]
 Email = Annotated[str, AfterValidator(rules.email)]
 SshPublicKey = Annotated[str, AfterValidator(rules.ssh_public_key)]
 Network = Annotated[str, AfterValidator(rules.network)]
@@ -97,7 +99,10 @@ class Docker(_Section):
 
 
 class Images(_Section):
-    openemr: ImageRef = Field("openemr/openemr:7.0.3", description="OpenEMR application image, pinned.")
+    openemr: OpenemrImage = Field(
+        "openemr/openemr:7.0.3",
+        description="OpenEMR application image, pinned; known-bad releases are refused (README: OpenEMR releases).",
+    )
     mariadb: ImageRef = Field("mariadb:11.4", description="Database image, pinned (an LTS series).")
     proxy: ImageRef = Field("caddy:2.8.4", description="TLS reverse proxy image, pinned.")
 

@@ -36,6 +36,8 @@ CONFIG_CASES = [
     ("image-latest", {"images": {"openemr": "openemr/openemr:latest"}}, "'images.openemr'"),
     ("image-untagged", {"images": {"mariadb": "mariadb"}}, "'images.mariadb' = 'mariadb'"),
     ("image-malformed", {"images": {"proxy": "Bad Image!"}}, "'images.proxy'"),
+    ("openemr-known-bad", {"images": {"openemr": "openemr/openemr:8.2.0"}}, "which is known bad"),
+    ("openemr-never-released", {"images": {"openemr": "openemr/openemr:8.1.0-2026-06-04"}}, "never released"),
     ("timezone", {"timezone": "Mars/Olympus"}, "'timezone' = 'Mars/Olympus'"),
     ("swap-negative", {"swap_size_mb": -1}, "'swap_size_mb' = -1"),
     ("ssh-port", {"ssh": {"port": 70000}}, "'ssh.port' = 70000"),

@@ -100,6 +100,16 @@ def test_hsts_is_sent(launched: Launched, clients: Clients) -> None:
     assert max_age and int(max_age.group(1)) >= 31536000, header
 
 
+def test_pages_may_not_be_framed_by_other_sites_nor_sniffed(launched: Launched, clients: Clients) -> None:
+    headers = clients.browser.request(launched.host.ip, "GET", "/interface/login/login.php")["headers"]
+    assert headers.get("X-Frame-Options") == "SAMEORIGIN", headers
+    assert headers.get("X-Content-Type-Options") == "nosniff", headers
+    assert headers.get("Referrer-Policy") == "strict-origin-when-cross-origin", headers
+    policy = dict(part.strip().split("=", 1) for part in headers.get("Permissions-Policy", "").split(","))
+    assert policy.get("geolocation") == "()" and policy.get("camera") == "(self)", headers
+    assert "Server" not in headers, headers
+
+
 def banned(host: hosts.TestHost) -> set[str]:
     """The addresses the OpenEMR jail bans, exactly (not a substring of the status text)."""
     out = host.exec(f"fail2ban-client get {JAIL} banip").stdout
@@ -204,6 +214,42 @@ def test_only_the_proxy_publishes_ports(launched: Launched) -> None:
     ).stdout
     published = {line.split()[0]: "->" in line for line in out.splitlines()}
     assert published == {"db": False, "app": False, "proxy": True}
+
+
+def service_container(host: hosts.TestHost, service: str) -> dict:
+    """`docker inspect` of the project's container for `service`."""
+    return json.loads(
+        host.exec(
+            f"docker inspect $(docker ps -q --filter label=com.docker.compose.project={LAYOUT['project']}"
+            f" --filter label=com.docker.compose.service={LAYOUT['services'][service]})",
+            check=True,
+        ).stdout
+    )[0]
+
+
+def reaches(host: hosts.TestHost, source: dict, ip: str, port: int) -> bool:
+    """Whether a TCP connection from `source`'s network namespace to ip:port opens (the host's own bash, so
+    the check needs no tool in the container's image)."""
+    pid = source["State"]["Pid"]
+    return host.exec(f"nsenter -t {pid} -n timeout 5 bash -c '</dev/tcp/{ip}/{port}'").returncode == 0
+
+
+def test_the_proxy_cannot_reach_the_database_and_openemr_can(launched: Launched) -> None:
+    db, app, proxy = (service_container(launched.host, service) for service in ("db", "app", "proxy"))
+    db_addresses = [net["IPAddress"] for net in db["NetworkSettings"]["Networks"].values() if net["IPAddress"]]
+    assert db_addresses, db["NetworkSettings"]
+    assert not any(reaches(launched.host, proxy, ip, 3306) for ip in db_addresses), db_addresses
+    # The same check sees what must stay open: OpenEMR reaches the database, the proxy reaches OpenEMR.
+    assert all(reaches(launched.host, app, ip, 3306) for ip in db_addresses)
+    shared = set(app["NetworkSettings"]["Networks"]) & set(proxy["NetworkSettings"]["Networks"])
+    assert len(shared) == 1, shared
+    assert reaches(launched.host, proxy, app["NetworkSettings"]["Networks"][shared.pop()]["IPAddress"], 80)
+
+
+def test_every_service_runs_with_no_new_privileges(launched: Launched) -> None:
+    for service in LAYOUT["services"]:
+        options = service_container(launched.host, service)["HostConfig"]["SecurityOpt"] or []
+        assert "no-new-privileges:true" in options, (service, options)
 
 
 def test_secrets_and_env_file_are_root_only(launched: Launched) -> None:

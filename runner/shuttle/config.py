@@ -8,7 +8,7 @@ falls back to a default. The JSON schema users see (`shuttle schema`) is generat
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import yaml
@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from shuttle import releases
+from shuttle import content, releases
 from shuttle.errors import BadInput
 from shuttle_host import rules
 
@@ -299,6 +299,7 @@ class ShuttleConfig(BaseSettings):
             raise _FieldError("acme.ca_root", str(self.acme.ca_root), "is not a readable file")
         if self.images_bundle is not None and not self.images_bundle.is_file():
             raise _FieldError("images_bundle", str(self.images_bundle), "is not a readable file")
+        _refuse_a_target_inside_the_backup(self.backup.target)
         s3_keys = self.backup.s3_access_key_id and self.backup.s3_secret_access_key
         if self.backup.target and self.backup.target.startswith("s3:") and not s3_keys:
             raise _FieldError(
@@ -340,6 +341,22 @@ class ShuttleConfig(BaseSettings):
                 value = getattr(channel, field)
                 data["alerts"][kind][index][field] = value.get_secret_value() if value else None
         return data
+
+
+#: Docker's data directory, where the volumes a backup takes live (the docker role keeps Docker's default).
+DOCKER_DATA = "/var/lib/docker"
+
+
+def _refuse_a_target_inside_the_backup(target: str | None) -> None:
+    """A local repository inside what each backup takes (Docker's volumes, Shuttle's config, state or compose
+    project) would back itself up and be lost with what it protects."""
+    if not target or not target.startswith("/"):
+        return
+    layout = content.layout()
+    path = PurePosixPath(target)
+    for inside in (DOCKER_DATA, layout["config_dir"], layout["state_dir"], layout["compose_dir"]):
+        if path == PurePosixPath(inside) or PurePosixPath(inside) in path.parents:
+            raise _FieldError("backup.target", target, f"is inside {inside}, which the backups take or Shuttle keeps")
 
 
 SECRET_FIELDS = {"backup.s3_secret_access_key"}

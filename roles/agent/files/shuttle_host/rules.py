@@ -91,6 +91,8 @@ def backup_target(value: str) -> str:
         return value
     if not _LOCAL_PATH.fullmatch(value) or value.rstrip("/") == "":
         raise ValueError(f"must be {TARGET_FORMS}")
+    if ".." in value.split("/"):
+        raise ValueError("must be a path without '..' (the directory it names must be plain to see)")
     return value
 
 

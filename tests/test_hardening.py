@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests import sites
-from tests.conftest import Site, boot_copy, run_shuttle, stack_config
+from tests.conftest import Launched, Site, boot_copy, inventory, run_shuttle, site, stack_config
 from tests.harness import hosts
 
 pytestmark = pytest.mark.hosts
@@ -297,3 +297,41 @@ def test_no_key_fails_and_leaves_sshd_alone(host_factory, tmp_path: Path) -> Non
     assert "user root has no public key in /root/.ssh/authorized_keys" in run.failures, run.explain()
     assert not any(e.get("task") == "ssh : Write the sshd drop-in" for e in run.events)
     assert host.exec(fingerprint).stdout == before
+
+
+def test_the_ssh_rules_follow_narrowed_sources_and_a_new_port(
+    clone, launched: Launched, launched_snapshot: hosts.Snapshot, clients: Clients, tmp_path: Path
+) -> None:
+    """ufw only ever adds rules: the launch removes the SSH rules the config no longer lists. A config that would
+    shut out the address the run connects from is refused before any rule is removed; narrowed to the run's own
+    address and the admin's, the attacker host can no longer reach SSH and the admin still can; a new port
+    closes the old one. Addresses in trusted_sources are never banned, and a run from outside them says so."""
+    host = clone(launched_snapshot)
+    gateway = hosts.gateway(hosts.ensure_network())  # where this machine's SSH reaches the hosts from
+    admin = f"{clients.admin.ip}/32"
+    base = site(host, tmp_path, launched.config)
+    assert tcp_open(clients.attacker, host.ip, 22) and tcp_open(clients.admin, host.ip, 22)
+
+    locked_out = {**launched.config, "ssh": {**launched.config["ssh"], "allowed_sources": [admin]}}
+    run = base.launch("--json", config=locked_out)
+    assert run.returncode == 1, run.explain()
+    assert f"ssh.allowed_sources does not include {gateway}, the address this run connects from" in run.failures
+    assert tcp_open(clients.attacker, host.ip, 22), "a refused run removed a rule"
+
+    narrowed = {**launched.config, "ssh": {**launched.config["ssh"], "allowed_sources": [f"{gateway}/32", admin]}}
+    run = base.launch("--json", config=narrowed)
+    assert run.returncode == 0, run.explain()
+    assert not tcp_open(clients.attacker, host.ip, 22) and tcp_open(clients.admin, host.ip, 22)
+    assert ssh_from(clients.admin, clients.admin_key_path, host.ip).returncode == 0
+
+    # The port moves; the admin's network becomes trusted_sources, and this machine's address is no longer in the
+    # inventory's fail2ban_ignoreip, so the run names it as one fail2ban would ban.
+    moved = {**narrowed, "ssh": {**narrowed["ssh"], "port": 2222}, "trusted_sources": [admin]}
+    untrusted = inventory(tmp_path / "untrusted.yml", {host.name: host}, tmp_path, base_swap_memory_threshold_mb=10**6)
+    run = run_shuttle("launch", "-i", str(untrusted), "--json", config=moved, tmp=tmp_path)
+    assert run.returncode == 0, run.explain()
+    assert tcp_open(clients.admin, host.ip, 2222) and not tcp_open(clients.attacker, host.ip, 2222)
+    rules = host.exec("ufw status", check=True).stdout
+    assert re.search(r"^22/tcp ", rules, re.MULTILINE) is None and "2222/tcp" in rules, rules
+    assert any(f"the one this run came from ({gateway})" in notice for notice in run.summary["notices"]), run.summary
+    assert clients.admin.ip in host.exec("fail2ban-client get sshd ignoreip", check=True).stdout

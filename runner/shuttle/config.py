@@ -278,6 +278,13 @@ class ShuttleConfig(BaseSettings):
     timezone: TimeZone = Field("UTC", description="Host and application time zone.")
     swap_size_mb: int = Field(2048, ge=0, le=65536, description="Swap file size when memory is small; 0 for none.")
     ssh: Ssh = Field(default_factory=Ssh)
+    trusted_sources: list[Network] = Field(
+        default_factory=list,
+        description=(
+            "Networks fail2ban never bans (an office, the machine Shuttle runs from, a monitoring host); a launch from"
+            " an address outside them says so in its notices."
+        ),
+    )
     backup: Backup = Field(default_factory=Backup)
     alerts: Alerts = Field(default_factory=Alerts)
 

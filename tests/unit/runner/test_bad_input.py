@@ -39,6 +39,7 @@ CONFIG_CASES = [
     ("backup-dotdot", {"backup": {"target": "/srv/backups/../../etc"}}, "without '..'"),
     ("backup-in-docker", {"backup": {"target": "/var/lib/docker/volumes/backups"}}, "is inside /var/lib/docker"),
     ("backup-in-config", {"backup": {"target": "/etc/shuttle"}}, "is inside /etc/shuttle"),
+    ("trusted-sources", {"trusted_sources": ["the office"]}, "'trusted_sources.0' = 'the office'"),
     ("openemr-known-bad", {"images": {"openemr": "openemr/openemr:8.2.0"}}, "which is known bad"),
     ("openemr-never-released", {"images": {"openemr": "openemr/openemr:8.1.0-2026-06-04"}}, "never released"),
     ("timezone", {"timezone": "Mars/Olympus"}, "'timezone' = 'Mars/Olympus'"),

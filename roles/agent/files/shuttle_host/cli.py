@@ -8,6 +8,8 @@
     shuttle-host [--settings DIR] firstboot
     shuttle-host check-settings SECTION FILE
     shuttle-host dirs PATH:MODE...
+    shuttle-host firewall-plan --port PORT --source NETWORK...
+    shuttle-host client-trusted [--source NETWORK...]
 
 Machine-read results are one JSON object on stdout; progress and problems go to stderr. Exit codes:
 0 done, 1 failed (the message says where), 2 refused (nothing was changed).
@@ -31,6 +33,7 @@ from shuttle_host import (
     backup,
     drill,
     files,
+    firewall,
     firstboot,
     keys,
     proc,
@@ -214,6 +217,23 @@ def _firstboot(args: argparse.Namespace, conf: settings.Settings) -> int:
     return firstboot.run(conf)
 
 
+def _add_host_commands(groups: argparse._SubParsersAction) -> None:
+    """The commands that need no settings: the roles run them before (or without) the agent's settings."""
+    checker = groups.add_parser("check-settings", help="check a settings file before a role puts it in place")
+    checker.add_argument("section", choices=sorted(settings.SECTIONS))
+    checker.add_argument("file", type=Path)
+
+    dirs = groups.add_parser("dirs", help="make root-owned directories with these modes, or correct them")
+    dirs.add_argument("specs", nargs="+", metavar="PATH:MODE")
+
+    fw = groups.add_parser("firewall-plan", help="the SSH rules of ufw the settings no longer ask for (refused: 2)")
+    fw.add_argument("--port", type=int, required=True, help="the SSH port the firewall opens")
+    fw.add_argument("--source", action="append", required=True, help="a network allowed to reach SSH (repeat)")
+
+    trusted = groups.add_parser("client-trusted", help="the address this run connects from, and whether it is trusted")
+    trusted.add_argument("--source", action="append", default=[], help="a trusted network (repeat)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shuttle-host", description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", type=Path, help="the agent's settings directory")
@@ -264,12 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     alert_actions.add_parser("test", help="a test message through every channel, and one mail from OpenEMR")
     alert_actions.add_parser("openemr-mail", help="point OpenEMR's own mail at the e-mail channel's relay")
 
-    checker = groups.add_parser("check-settings", help="check a settings file before a role puts it in place")
-    checker.add_argument("section", choices=sorted(settings.SECTIONS))
-    checker.add_argument("file", type=Path)
-
-    dirs = groups.add_parser("dirs", help="make root-owned directories with these modes, or correct them")
-    dirs.add_argument("specs", nargs="+", metavar="PATH:MODE")
+    _add_host_commands(groups)
     return parser
 
 
@@ -290,6 +305,17 @@ def _dirs(specs: list[str]) -> int:
     return EXIT_OK
 
 
+def _firewall_plan(port: int, sources: list[str]) -> int:
+    try:
+        plan = firewall.plan(firewall.read_rules(), port, sources, firewall.client_address())
+    except (OSError, ValueError) as problem:
+        raise Failed(f"cannot read ufw's rules: {problem}") from None
+    _emit(plan)
+    if plan["refused"]:
+        raise Refused(str(plan["refused"]))
+    return EXIT_OK
+
+
 def _stop_on_term(signum: int, frame: FrameType | None) -> None:
     """systemctl stop sends SIGTERM: end the way Ctrl-C does, so a half-made backup is removed."""
     raise KeyboardInterrupt
@@ -305,6 +331,12 @@ def main(argv: list[str] | None = None, *, default_settings: str | None = None) 
             return EXIT_OK
         if args.group == "dirs":
             return _dirs(args.specs)
+        if args.group == "firewall-plan":
+            return _firewall_plan(args.port, args.source)
+        if args.group == "client-trusted":
+            client = firewall.client_address()
+            _emit({"client": client, "trusted": client is None or firewall.inside(client, args.source)})
+            return EXIT_OK
         directory = args.settings or (Path(default_settings) if default_settings else None)
         if directory is None:
             raise Refused("--settings DIR is required")

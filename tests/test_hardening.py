@@ -101,6 +101,19 @@ def test_host_state(converged: Site) -> None:
         assert line in effective
 
 
+def _assert_processes_hidden(host: hosts.TestHost) -> None:
+    """A local user other than root sees only its own processes, and no command line of root's."""
+    host.exec("id probe >/dev/null 2>&1 || useradd --create-home --shell /bin/sh probe", check=True)
+    owners = "for p in /proc/[0-9]*; do stat -c %U $p; done 2>/dev/null | sort -u"
+    assert "root" in host.exec(owners, check=True).stdout.split()  # the same look, as root, sees them
+    assert host.exec(f"su probe -c '{owners}'", check=True).stdout.split() == ["probe"]
+    assert host.exec("su probe -c 'cat /proc/1/cmdline'").returncode != 0
+
+
+def test_other_users_see_only_their_own_processes(converged: Site) -> None:
+    _assert_processes_hidden(converged.host)
+
+
 def test_no_unit_failed(converged: Site) -> None:
     """systemd reached a good state: nothing in `systemctl --failed` (a failed backup, fail2ban, ... would be)."""
     state = converged.host.exec("systemctl is-system-running").stdout.strip()
@@ -268,7 +281,7 @@ def test_docker_ban_action_reaches_containers(copy: hosts.TestHost, clients: Cli
         host.exec("rm -f /etc/fail2ban/jail.d/zz-shuttle-test-web.local && fail2ban-client reload")
 
 
-def test_published_ports_filtered_after_reboot(copy: hosts.TestHost, clients: Clients) -> None:
+def test_published_ports_filtered_and_processes_hidden_after_reboot(copy: hosts.TestHost, clients: Clients) -> None:
     subprocess.run(["docker", "restart", copy.name], check=True, capture_output=True)
     copy.refresh()
     booted = ("running", "degraded", "maintenance")
@@ -277,6 +290,7 @@ def test_published_ports_filtered_after_reboot(copy: hosts.TestHost, clients: Cl
     assert state == "running", f"{state}: {copy.exec('systemctl --failed --plain --no-legend').stdout.strip()}"
     _wait_containers(copy)
     _assert_published_ports_filtered(copy, clients)
+    _assert_processes_hidden(copy)
 
 
 # --- the lockout guard ---------------------------------------------------------------------------------------

@@ -77,6 +77,8 @@ BEFORE_SEAL = {
 AFTER_SEAL = {
     "machine_id": "cat /etc/machine-id",
     "host_keys": "ls /etc/ssh/ | grep -c '^ssh_host_' || true",
+    # The baker's keys (this harness's, root's) must not open every instance.
+    "authorized_keys": "find /root/.ssh /home -name 'authorized_keys*' 2>/dev/null | wc -l",
     "secrets": f"ls -A {SECRETS_DIR} 2>/dev/null | wc -l",
     "env": f"test -e {LAYOUT['compose_dir']}/.env && echo 1 || echo 0",
     "apt_lists": "find /var/lib/apt/lists -type f ! -name lock | wc -l",

@@ -80,7 +80,10 @@ RESTORED = (
     "and the proxy's TLS state"
 )
 #: What `seal` clears, as a user should read it before confirming.
-SEALED = "machine-id, SSH host keys, logs, shell history, cloud-init state and Shuttle's per-instance state"
+SEALED = (
+    "machine-id, SSH host keys, the authorized SSH keys (unless --keep-authorized-keys), logs, shell history,"
+    " cloud-init state and Shuttle's per-instance state"
+)
 
 
 def launch(
@@ -136,20 +139,25 @@ def seal(
     *,
     inventory: Path | str | None = None,
     yes: bool = False,
+    keep_authorized_keys: bool = False,
     forks: int = 10,
     ssh_key: Path | str | None = None,
     known_hosts: Path | str | None = None,
     on_event: EventCallback | None = None,
     reporters: Sequence[Reporter] = (),
 ) -> RunResult:
-    """Clear per-instance state so the host can be imaged (playbooks/seal.yml); refused unless `yes`."""
+    """Clear per-instance state so the host can be imaged (playbooks/seal.yml); refused unless `yes`.
+
+    The authorized SSH keys go too, unless `keep_authorized_keys`: the baker's keys must not open every
+    instance; each gets its own from cloud-init or its provider."""
     hosts = _hosts(targets, inventory, ssh_key, known_hosts, forks)
     if not yes:
         raise BadInput(
             f"seal clears, on {_where(targets, inventory)}: {SEALED}, so the host is ready to be imaged; "
             "pass --yes to confirm"
         )
-    return _run("seal", hosts, {}, forks=forks, on_event=on_event, reporters=reporters)
+    extravars = {"shuttle_seal_keep_authorized_keys": keep_authorized_keys}
+    return _run("seal", hosts, extravars, forks=forks, on_event=on_event, reporters=reporters)
 
 
 def backup(

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     seal = verbs.add_parser("seal", help="clear per-instance state after bake, before imaging (needs --yes)")
     _add_host_options(seal)
     seal.add_argument("--yes", action="store_true", help=f"confirm: clears {api.SEALED}")
+    seal.add_argument(
+        "--keep-authorized-keys",
+        action="store_true",
+        help="leave the authorized SSH keys in the image (an appliance whose instances get no key of their own)",
+    )
 
     status = verbs.add_parser("status", help="stack health, admin user, time zone, versions, last backup; read-only")
     _add_host_options(status)
@@ -143,7 +148,7 @@ def bake(args: argparse.Namespace) -> RunResult:
 
 
 def seal(args: argparse.Namespace) -> RunResult:
-    return api.seal(args.targets, yes=args.yes, **_run_options(args))
+    return api.seal(args.targets, yes=args.yes, keep_authorized_keys=args.keep_authorized_keys, **_run_options(args))
 
 
 def backup(args: argparse.Namespace) -> RunResult:

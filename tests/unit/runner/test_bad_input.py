@@ -91,7 +91,7 @@ CLI_CASES = [
      "--passphrase-file '/nonexistent/p'"),
     ("backup-unknown-option", ["backup", TARGET, "--snapshot", "latest"], "unrecognized arguments"),
     ("drill-snapshot", ["drill", TARGET, "--snapshot", "x;y"], "--snapshot 'x;y'"),
-    ("seal-needs-yes", ["seal", TARGET], "machine-id, SSH host keys, logs, shell history, cloud-init state"),
+    ("seal-needs-yes", ["seal", TARGET], "machine-id, SSH host keys, the authorized SSH keys (unless --keep"),
     ("seal-takes-no-config", ["seal", TARGET, "--yes", "--config", "x.yml"], "unrecognized arguments"),
     ("local-launch-needs-yes", ["launch"], "pass --yes to confirm"),
     ("local-bake-needs-yes", ["bake"], "pass --yes to confirm"),
@@ -197,3 +197,18 @@ def test_a_confirmed_local_launch_runs_on_this_host_over_a_local_connection(monk
     assert cli.main(["launch", "--yes", "--json"]) == 0
     assert seen["verb"] == "launch"
     assert seen["inventory"]["all"]["hosts"]["localhost"]["ansible_connection"] == "local"
+
+
+@pytest.mark.parametrize(("flag", "kept"), [([], False), (["--keep-authorized-keys"], True)])
+def test_seal_removes_the_authorized_keys_unless_told_to_keep_them(monkeypatch, flag: list[str], kept: bool) -> None:
+    seen: dict = {}
+
+    def record(verb: str, **kwargs: object) -> object:
+        seen.update(verb=verb, **kwargs)
+        from shuttle.results import RunResult  # noqa: PLC0415
+
+        return RunResult(verb=verb)
+
+    monkeypatch.setattr(driver, "run", record)
+    assert cli.main(["seal", TARGET, "--yes", "--json", *flag]) == 0
+    assert seen["verb"] == "seal" and seen["extravars"] == {"shuttle_seal_keep_authorized_keys": kept}

@@ -246,10 +246,18 @@ def test_the_proxy_cannot_reach_the_database_and_openemr_can(launched: Launched)
     assert reaches(launched.host, proxy, app["NetworkSettings"]["Networks"][shared.pop()]["IPAddress"], 80)
 
 
-def test_every_service_runs_with_no_new_privileges(launched: Launched) -> None:
+@pytest.mark.parametrize("name", ["launched", "empty"])
+def test_every_service_is_confined(request: pytest.FixtureRequest, name: str) -> None:
+    """On Debian 13 (Compose v2) and Debian 12 (Compose v1): no new privileges, only the capabilities each needs
+    (the proxy none but binding 80 and 443), and limits on memory and processes below the host's."""
+    host = request.getfixturevalue(name).host
+    memory = int(host.exec("awk '/^MemTotal/ {print $2 * 1024}' /proc/meminfo", check=True).stdout)
     for service in LAYOUT["services"]:
-        options = service_container(launched.host, service)["HostConfig"]["SecurityOpt"] or []
-        assert "no-new-privileges:true" in options, (service, options)
+        config = service_container(host, service)["HostConfig"]
+        assert "no-new-privileges:true" in (config["SecurityOpt"] or []), (service, config["SecurityOpt"])
+        assert 0 < config["Memory"] < memory and (config["PidsLimit"] or 0) > 0, (service, config)
+        dropped = {cap.removeprefix("CAP_") for cap in config["CapDrop"] or []}
+        assert ("ALL" in dropped) if service == "proxy" else {"NET_RAW", "MKNOD"} <= dropped, (service, dropped)
 
 
 def test_secrets_and_env_file_are_root_only(launched: Launched) -> None:

@@ -251,7 +251,7 @@ def test_every_service_is_confined(request: pytest.FixtureRequest, name: str) ->
     """On Debian 13 (Compose v2) and Debian 12 (Compose v1): no new privileges, only the capabilities each needs
     (the proxy none but binding 80 and 443), and limits on memory and processes below the host's."""
     host = request.getfixturevalue(name).host
-    memory = int(host.exec("awk '/^MemTotal/ {print $2 * 1024}' /proc/meminfo", check=True).stdout)
+    memory = int(host.exec("grep '^MemTotal:' /proc/meminfo", check=True).stdout.split()[1]) * 1024  # in kB
     for service in LAYOUT["services"]:
         config = service_container(host, service)["HostConfig"]
         assert "no-new-privileges:true" in (config["SecurityOpt"] or []), (service, config["SecurityOpt"])

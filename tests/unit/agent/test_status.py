@@ -42,6 +42,7 @@ def test_a_report_names_the_service_that_is_not_ready(host_settings, monkeypatch
     )
     assert report["services"]["db"]["ready"] is True and report["services"]["proxy"]["state"] == "missing"
     assert report["admin_user"] == "clinicadmin" and report["images"]["db"] == "img/db"
+    assert report["openemr"] == {"version": None, "docker_version": None}  # the app is not running
     assert "secret" not in repr(report)
 
 

@@ -62,15 +62,17 @@ def release(version_php: str) -> str | None:
     return ".".join(numbers + ([parts["realpatch"]] if parts.get("realpatch", "0") != "0" else []))
 
 
-def openemr_versions(stack: Stack) -> dict[str, str | None]:
-    """What the app container runs (its version.php) and the site's upgrade marker (sites/default/docker-version)."""
+def openemr_versions(stack: Stack, app: dict[str, Any] | None) -> dict[str, str | None]:
+    """What the app container (its `docker inspect`) runs, read from its version.php, and the site's upgrade
+    marker (sites/default/docker-version); None for what cannot be read (no running app, no marker yet)."""
     found: dict[str, str | None] = {"version": None, "docker_version": None}
+    if not app or (app.get("State") or {}).get("Status") != "running":
+        return found
     try:
-        app = stack.docker.running("app")
         found["docker_version"] = manifest.docker_version(Path(stack.docker.volume_path("sites")))
     except Failed:
         return found
-    text = _quiet("docker", "exec", app, "cat", f"{openemr.OE_ROOT}/version.php")
+    text = _quiet("docker", "exec", str(app["Id"]), "cat", f"{openemr.OE_ROOT}/version.php")
     found["version"] = release(text) if text else None
     return found
 
@@ -119,8 +121,9 @@ def report(settings: Settings) -> dict[str, Any]:
             "ready": readiness.judge(service, stack.settings.max_restarts, None) == "ready",
         }
         out["images"][service.name] = service.image
-    out["admin_user"] = admin_user(containers.get(layout.services["app"]))
-    out["openemr"] = openemr_versions(stack)
+    app = containers.get(layout.services["app"])
+    out["admin_user"] = admin_user(app)
+    out["openemr"] = openemr_versions(stack, app)
     out["ready"] = verdict.ready
     out["problem"] = None if verdict.ready else verdict.problem()
     return out
